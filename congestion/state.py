@@ -1,0 +1,199 @@
+"""The engine's mutable columnar state, kept apart from the frozen snapshots it publishes.
+
+* ``SegmentHeld`` (one row per segment): what a segment carries from tick to tick besides its last
+  published ``SegmentStates`` — the free-flow speed, and when and how well its estimate was made.
+  Later work adds learned free-flow speeds and imputation inputs here.
+* ``DetectorState`` (two records per detector): the registry's fields the kernels need, and
+  each detector's last reading and per-tick marks. Later work adds health (PeMS-style diagnostics),
+  g-factor calibration and incident-detection memory here.
+* ``SegmentScratch`` (one record per segment): the per-tick accumulators of
+  ``_kernels.accumulate_readings``, next to the segment's speed limit; zeros between ticks
+  (``_kernels.update_segments`` clears what ``accumulate_readings`` filled).
+
+Why records rather than one array per field: readings arrive in no useful order, so each one
+lands on a random detector and a random segment. With one array per field every field is a
+separate cache miss (about twenty per reading); with small, aligned records it is one line per
+detector and per segment. The records are also kept small (8 + 32 bytes per detector, 32 per
+segment), because what a tick of millions of readings costs is mostly whether these tables stay
+in cache (see benchmarks/bench_tick.py). Record fields are exposed below as ordinary (strided)
+array views, by name. Fields that later work adds and that a tick need not touch per reading
+(health, calibration) belong in arrays of their own, so that the hot records stay this small.
+
+Published ``SegmentStates`` arrays are never written after publication: each tick writes new ones.
+``SegmentHeld.free_flow_kmh`` is shared with every published snapshot, so whoever learns free-flow
+speeds must *replace* that array, not write into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+CACHE_LINE_BYTES = 64
+
+
+def _record(fields: list[tuple[str, type]], itemsize: int) -> np.dtype:
+    """An aligned record dtype padded to ``itemsize`` bytes."""
+    base = np.dtype(fields, align=True)
+    if base.itemsize > itemsize or base.fields is None:
+        raise AssertionError(f"record of {base.itemsize} bytes does not fit in {itemsize}")
+    names = [name for name, _ in fields]
+    spec: Any = {
+        "names": names,
+        "formats": [base.fields[n][0] for n in names],
+        "offsets": [base.fields[n][1] for n in names],
+        "itemsize": itemsize,
+        "aligned": True,
+    }
+    return np.dtype(spec)
+
+
+#: What the kernels need of the registry, per detector (8 bytes, so the whole table of a big city
+#: stays in cache): its segment, its lane (-1 = unknown) and whether it is a camera zone.
+DETECTOR_INFO_RECORD = _record(
+    [("segment", np.int32), ("lane", np.int8), ("is_camera", np.bool_)],
+    8,
+)
+
+#: Per-detector mutable state (32 bytes): the reading with the greatest ts so far, the number of
+#: readings consumed, and per-tick marks (the tick serial when last seen / last counted as a
+#: detector of unknown lane).
+DETECTOR_STATE_RECORD = _record(
+    [
+        ("last_ts", np.float64),
+        ("last_count", np.float32),
+        ("last_occupancy_pct", np.float32),
+        ("last_speed_kmh", np.float32),
+        ("readings_total", np.uint32),
+        ("seen_stamp", np.int32),
+        ("unknown_lane_stamp", np.int32),
+    ],
+    32,
+)
+
+#: Per-segment accumulators (32 bytes) next to the segment's speed limit; see
+#: ``_kernels.accumulate_readings``. Sums are float32: they add a few dozen readings per tick, and
+#: the speed they produce is published as float32 anyway. ``lane_mask`` has one bit per lane
+#: 0..15 (lanes above 15 fold onto bit 15: no carriageway has 16 lanes one way).
+SEGMENT_SCRATCH_RECORD = _record(
+    [
+        ("newest_ts", np.float64),
+        ("weight", np.float32),
+        ("weight_free_flow", np.float32),
+        ("weight_per_speed", np.float32),
+        ("speed_limit_kmh", np.float32),
+        ("lane_mask", np.uint16),
+        ("n_detectors", np.uint16),
+        ("n_cameras", np.uint16),
+        ("n_unknown_lane", np.uint16),
+    ],
+    32,
+)
+
+def aligned_records(n: int, dtype: np.dtype) -> np.ndarray:
+    """Zeroed records whose first byte sits on a cache-line boundary (numpy only promises 16)."""
+    raw = np.zeros(n * dtype.itemsize + CACHE_LINE_BYTES, dtype=np.uint8)
+    offset = -raw.ctypes.data % CACHE_LINE_BYTES
+    return raw[offset : offset + n * dtype.itemsize].view(dtype)
+
+
+@dataclass(eq=False)
+class SegmentHeld:
+    """Per-segment state carried between ticks (row ``i`` is segment ``i``)."""
+
+    #: Free-flow speed (km/h); for now speed limit × ``free_flow_fraction_of_limit``.
+    free_flow_kmh: np.ndarray  # float32
+    #: ``ts`` of the newest reading behind the held estimate; NaN = never had evidence.
+    evidence_ts: np.ndarray  # float64
+    #: Confidence of the held estimate when it was made (before decay with age), 0..1.
+    evidence_quality: np.ndarray  # float32
+
+    @classmethod
+    def initial(cls, free_flow_kmh: np.ndarray) -> SegmentHeld:
+        n = len(free_flow_kmh)
+        return cls(
+            free_flow_kmh=free_flow_kmh,
+            evidence_ts=np.full(n, np.nan, dtype=np.float64),
+            evidence_quality=np.zeros(n, dtype=np.float32),
+        )
+
+
+class DetectorState:
+    """Per-detector state (row ``k`` is detector ``k`` of the registry), as named array views.
+
+    The last reading is the one with the greatest ``ts`` seen so far (a late reading does not
+    replace a newer one; on equal ts the later-arriving one wins); NaN ``last_ts`` = none yet.
+    ``info`` holds the registry fields the kernels need (``DETECTOR_INFO_RECORD``), ``records``
+    the mutable state (``DETECTOR_STATE_RECORD``).
+    """
+
+    def __init__(self, info: np.ndarray, records: np.ndarray) -> None:
+        if info.dtype != DETECTOR_INFO_RECORD or records.dtype != DETECTOR_STATE_RECORD:
+            raise TypeError("DetectorState needs DETECTOR_INFO_RECORD and DETECTOR_STATE_RECORD arrays")
+        if len(info) != len(records):
+            raise ValueError(f"{len(info)} detector infos but {len(records)} states")
+        self.info = info
+        self.records = records
+
+    @classmethod
+    def initial(cls, segment: np.ndarray, lane: np.ndarray, is_camera: np.ndarray) -> DetectorState:
+        """Fresh state for detectors on ``segment`` with ``lane`` (-1 = unknown; clipped to
+        -1..127) and the camera flag."""
+        info = aligned_records(len(segment), DETECTOR_INFO_RECORD)
+        info["segment"] = segment
+        info["lane"] = np.clip(np.asarray(lane), -1, 127)
+        info["is_camera"] = is_camera
+        rec = aligned_records(len(segment), DETECTOR_STATE_RECORD)
+        for name in ("last_ts", "last_count", "last_occupancy_pct", "last_speed_kmh"):
+            rec[name] = np.nan
+        return cls(info, rec)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def segment(self) -> np.ndarray:
+        return self.info["segment"]
+
+    @property
+    def last_ts(self) -> np.ndarray:
+        return self.records["last_ts"]
+
+    @property
+    def last_count(self) -> np.ndarray:
+        return self.records["last_count"]
+
+    @property
+    def last_occupancy_pct(self) -> np.ndarray:
+        return self.records["last_occupancy_pct"]
+
+    @property
+    def last_speed_kmh(self) -> np.ndarray:
+        return self.records["last_speed_kmh"]
+
+    @property
+    def readings_total(self) -> np.ndarray:
+        """Readings consumed by ticks, per detector (uint32)."""
+        return self.records["readings_total"]
+
+
+class SegmentScratch:
+    """Per-tick accumulators, one record per segment (zeros, -inf ``newest_ts``, between ticks)."""
+
+    def __init__(self, records: np.ndarray) -> None:
+        if records.dtype != SEGMENT_SCRATCH_RECORD:
+            raise TypeError("SegmentScratch needs SEGMENT_SCRATCH_RECORD records")
+        self.records = records
+
+    @classmethod
+    def initial(cls, speed_limit_kmh: np.ndarray) -> SegmentScratch:
+        rec = aligned_records(len(speed_limit_kmh), SEGMENT_SCRATCH_RECORD)
+        rec["speed_limit_kmh"] = speed_limit_kmh
+        rec["newest_ts"] = -np.inf  # "none yet", and a plain max() takes any ts over it
+        return cls(rec)
+
+    def field(self, name: str) -> np.ndarray:
+        """One accumulator as an array view (``weight``, ``weight_free_flow``, ...)."""
+        return self.records[name]

@@ -1,0 +1,275 @@
+"""Each kernel of congestion._kernels against its slow reference (conftest) on random inputs."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from congestion import EngineSettings
+from congestion import _kernels as k
+from congestion.engine import _spot_params
+from congestion.levels import RATIO_UPPER_BOUNDS, SEVERE_LEVEL, TPI_RATIO_KNOTS, TPI_VALUE_KNOTS
+from congestion.state import DetectorState, SegmentScratch
+
+SIZES = [0, 1, 7, 500, 5000]
+SEEDS = [1, 2, 3]
+SETTINGS = [EngineSettings(), EngineSettings(effective_vehicle_length_m=5.0, low_evidence_weight_veh=0.3,
+                                               stopped_speed_kmh=5.0, max_speed_factor_of_limit=1.2)]
+
+
+def random_world(rng: np.random.Generator, n_readings: int) -> SimpleNamespace:
+    """A random registry and segment table sized to the readings."""
+    n_segments = max(1, n_readings // 5)
+    n_detectors = max(1, n_readings // 3)
+    limit = rng.choice([30.0, 50.0, 60.0, 80.0, 120.0], n_segments).astype(np.float32)
+    return SimpleNamespace(
+        n_segments=n_segments,
+        n_detectors=n_detectors,
+        det_segment=rng.integers(0, n_segments, n_detectors).astype(np.int32),
+        det_lane=rng.choice([-1, -1, 0, 1, 2, 65], n_detectors).astype(np.int16),
+        det_is_camera=rng.random(n_detectors) < 0.3,
+        speed_limit=limit,
+        free_flow=(limit * rng.uniform(0.6, 1.0, n_segments)).astype(np.float32),
+        lanes=rng.integers(1, 5, n_segments).astype(np.int16),
+    )
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_spot_speeds_match_reference(seed: int, n: int, settings: EngineSettings, reference) -> None:
+    rng = np.random.default_rng(seed)
+    w = random_world(rng, n)
+    b = reference.random_batch(rng, n, w.n_detectors, (0.0, 100.0))
+    got_v = np.empty(n, dtype=np.float64)
+    got_w = np.empty(n, dtype=np.float64)
+    k.spot_speeds(b.detector_index, b.count, b.occupancy_pct, b.speed_kmh, b.interval_s,
+                  w.det_segment, w.speed_limit, w.free_flow, _spot_params(settings), got_v, got_w)
+    seg = w.det_segment[b.detector_index]
+    want_v, want_w, _ = reference.spot_speeds(b.count, b.occupancy_pct, b.speed_kmh, b.interval_s,
+                                           w.speed_limit[seg], w.free_flow[seg], settings)
+    np.testing.assert_array_equal(got_w, want_w)
+    np.testing.assert_allclose(got_v, want_v, rtol=1e-12, equal_nan=True)
+    if n >= 500:  # every branch was exercised, so the comparison above meant something
+        assert np.isnan(want_v).any() and (want_w == settings.low_evidence_weight_veh).any()
+        assert (want_v == settings.stopped_speed_kmh).any() and (want_v == 1.0).any()
+
+
+@pytest.mark.parametrize(
+    ("count", "occ", "speed", "interval", "want_v", "want_w"),
+    [
+        (10, 10.0, np.nan, 30, 72.0, 10.0),  # q = 1200 veh/h, L = 6 m, occ 0.1 -> 72 km/h
+        (10, 5.0, np.nan, 30, 75.0, 10.0),  # 144 km/h clamped to 1.5 x 50
+        (12, 8.5, 42.1, 30, 42.1, 12.0),  # measured speed wins
+        (0, 0.0, np.nan, 30, 45.0, 0.1),  # empty road: free flow, small weight
+        (0, 1.0, np.nan, 30, 45.0, 0.1),  # "~zero" occupancy boundary is inclusive
+        (0, 50.0, np.nan, 30, 3.0, 1.0),  # standing queue (>= 50 % inclusive)
+        (0, 30.0, np.nan, 30, np.nan, 0.0),  # ambiguous: no evidence
+        (5, 0.0, np.nan, 30, np.nan, 0.0),  # vehicles, no occupancy, no speed
+        (0, 0.0, 0.0, 30, 1.0, 0.1),  # measured 0 km/h clamped up to 1
+        (3, 120.0, 30.0, 30, np.nan, 0.0),  # occupancy outside 0..100: unusable
+    ],
+)
+def test_spot_speed_cases(count: float, occ: float, speed: float, interval: float,
+                          want_v: float, want_w: float) -> None:
+    v = np.empty(1)
+    w = np.empty(1)
+    k.spot_speeds(np.zeros(1, np.int32), np.array([count], np.float32), np.array([occ], np.float32),
+                  np.array([speed], np.float32), np.array([interval], np.float32), np.zeros(1, np.int32),
+                  np.array([50.0], np.float32), np.array([45.0], np.float32), _spot_params(EngineSettings()),
+                  v, w)
+    np.testing.assert_allclose(v[0], want_v, rtol=1e-6, equal_nan=True)
+    assert w[0] == pytest.approx(want_w)
+
+
+ACC_FIELDS = ("weight", "weight_free_flow", "weight_per_speed", "newest_ts", "n_detectors", "n_cameras",
+              "lane_mask", "n_unknown_lane")
+DET_FIELDS = ("last_ts", "last_count", "last_occupancy_pct", "last_speed_kmh", "readings_total")
+
+
+def check_accumulators(sc: SegmentScratch, want: pd.DataFrame, n_segments: int) -> None:
+    segs = range(n_segments)
+    for col in ("weight", "weight_free_flow", "weight_per_speed"):  # float32 sums of a few terms
+        np.testing.assert_allclose(sc.field(col), want[col].reindex(segs, fill_value=0.0), rtol=1e-5,
+                                   err_msg=col)
+    want_newest = want.newest_ts.reindex(segs, fill_value=-np.inf).to_numpy(np.float64)
+    np.testing.assert_array_equal(sc.field("newest_ts"), want_newest)
+    for col in ("n_detectors", "n_cameras", "lane_mask", "n_unknown_lane"):
+        want_col = want[col].reindex(segs, fill_value=0).to_numpy(np.int64)
+        np.testing.assert_array_equal(sc.field(col), want_col, err_msg=col)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_accumulate_readings_matches_reference(seed: int, n: int, reference) -> None:
+    rng = np.random.default_rng(seed)
+    settings = EngineSettings()
+    w = random_world(rng, n)
+    sc = SegmentScratch.initial(w.speed_limit)
+    det = DetectorState.initial(w.det_segment, w.det_lane, w.det_is_camera)
+
+    # Two ticks in a row on the same state: stamps must separate them, and the second tick's
+    # detector "last reading" must respect the first's (late rows do not roll it back).
+    for stamp in (1, 2):
+        b = reference.random_batch(rng, n, w.n_detectors, (0.0, 200.0) if stamp == 1 else (100.0, 300.0))
+        prior = {f: getattr(det, f).copy() for f in DET_FIELDS}
+        n_without = k.accumulate_readings(
+            b.detector_index, b.ts, b.interval_s, b.count, b.occupancy_pct, b.speed_kmh, b.lane,
+            det.info, det.records, sc.records, _spot_params(settings), stamp,
+        )
+        want, want_without = reference.aggregate(b, w.det_segment, w.det_lane, w.det_is_camera,
+                                                 w.speed_limit, w.free_flow, settings)
+        assert n_without == want_without
+        check_accumulators(sc, want, w.n_segments)
+        want_det = reference.detector_last(b, prior)
+        for name, arr in want_det.items():
+            np.testing.assert_array_equal(getattr(det, name), arr, err_msg=name)
+        np.testing.assert_array_equal(det.segment, w.det_segment)  # static fields untouched
+        np.testing.assert_array_equal(sc.field("speed_limit_kmh"), w.speed_limit)
+        # What update_segments does: clear the accumulators for the next tick.
+        fresh = SegmentScratch.initial(w.speed_limit)
+        sc.records[:] = fresh.records
+    if n >= 500:
+        assert (want.n_detectors > 1).any() and (want.n_cameras > 0).any() and (want.lane_mask > 0).any()
+        assert (want.weight_free_flow > 0).any() and (want.weight > 0).any()
+
+
+def ref_update_segments(a: SimpleNamespace, tick_ts: float, stale_after_s: float, half: float,
+                        factor: float, level_of_ratio) -> dict[str, np.ndarray]:
+    """update_segments written column-wise from its docstring and the engine's confidence formula."""
+    w_all = a.acc_weight.astype(np.float64) + a.acc_weight_free_flow
+    take = (w_all > 0) & ~(a.acc_newest_ts < a.evidence_ts)
+    ff64 = a.free_flow.astype(np.float64)
+    ff_spot = np.clip(ff64, 1.0, np.maximum(factor * a.speed_limit.astype(np.float64), 1.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fresh_speed = w_all / (a.acc_weight_per_speed.astype(np.float64) + a.acc_weight_free_flow / ff_spot)
+        lanes = np.maximum(a.lanes, 1).astype(np.int64)
+        bits = np.array([bin(int(m)).count("1") for m in a.acc_lane_mask], dtype=np.int64).reshape(-1)
+        covered = np.minimum(bits + a.acc_n_unknown_lane.astype(np.int64), lanes)
+        fresh_quality = 0.5 * covered / lanes + 0.5 * w_all / (w_all + half)
+    ev_ts = np.where(take, a.acc_newest_ts, a.evidence_ts)
+    quality = np.where(take, fresh_quality, a.evidence_quality).astype(np.float32)
+    speed = np.where(take, fresh_speed, a.prev_speed).astype(np.float32)
+    age = tick_ts - ev_ts
+    known = ~np.isnan(speed) & (age <= stale_after_s)
+    speed64 = speed.astype(np.float64)
+    ratio = speed64 / ff64
+    freshness = 1.0 - np.maximum(age, 0.0) / stale_after_s
+    return {
+        "evidence_ts": ev_ts,
+        "evidence_quality": quality,
+        "speed": np.where(known, speed, np.nan).astype(np.float32),
+        "tti": np.where(known, ff64 / speed64, np.nan).astype(np.float32),
+        "level": np.where(known, level_of_ratio(ratio), 0).astype(np.int8),
+        "confidence": np.where(known, quality.astype(np.float64) * freshness, 0.0).astype(np.float32),
+        "n_det": np.where(known, np.where(take, a.acc_n_detectors, a.prev_n_det), 0).astype(np.int16),
+        "n_cam": np.where(known, np.where(take, a.acc_n_cameras, a.prev_n_cam), 0).astype(np.int16),
+        "n_known": int(known.sum()),
+    }
+
+
+@pytest.mark.parametrize("n", [0, 1, 9, 3000])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_update_segments_matches_reference(seed: int, n: int, reference) -> None:
+    rng = np.random.default_rng(seed)
+    tick_ts, stale, half, factor = 1000.0, 300.0, 10.0, 1.5
+    has_acc = rng.random(n) < 0.5
+    # Some segments with only empty-road evidence, some with only speeds, some with both.
+    acc_w = np.where(has_acc & (rng.random(n) < 0.8), rng.choice([0.1, 1.0, 7.0, 55.0], n), 0.0)
+    acc_w_ff = np.where(has_acc & ((acc_w == 0) | (rng.random(n) < 0.3)), rng.choice([0.1, 0.3], n), 0.0)
+    held_ts = np.where(rng.random(n) < 0.2, np.nan, rng.uniform(500, 1000, n))
+    a = SimpleNamespace(
+        lanes=rng.integers(1, 5, n).astype(np.int16),
+        speed_limit=rng.choice([20.0, 50.0, 80.0], n).astype(np.float32),
+        free_flow=rng.choice([27.0, 45.0, 54.0, 72.0], n).astype(np.float32),
+        acc_weight=acc_w,
+        acc_weight_free_flow=acc_w_ff,
+        acc_weight_per_speed=np.where(acc_w > 0, acc_w / rng.uniform(1, 110, n), 0.0),
+        acc_newest_ts=np.where(has_acc, rng.uniform(600, 1000, n), -np.inf),
+        acc_n_detectors=np.where(has_acc, rng.integers(0, 4, n), 0).astype(np.int32),
+        acc_n_cameras=np.where(has_acc, rng.integers(0, 2, n), 0).astype(np.int32),
+        acc_lane_mask=np.where(has_acc, rng.integers(0, 2**16, n), 0).astype(np.uint16),
+        acc_n_unknown_lane=np.where(has_acc, rng.integers(0, 3, n), 0).astype(np.int32),
+        evidence_ts=held_ts,
+        evidence_quality=rng.uniform(0, 1, n).astype(np.float32),
+        prev_speed=np.where(np.isnan(held_ts) | (rng.random(n) < 0.1), np.nan,
+                            rng.uniform(1, 100, n)).astype(np.float32),
+        prev_n_det=rng.integers(0, 4, n).astype(np.int16),
+        prev_n_cam=rng.integers(0, 2, n).astype(np.int16),
+    )
+    sc = SegmentScratch.initial(a.speed_limit)
+    for name in ACC_FIELDS:
+        sc.field(name)[:] = getattr(a, "acc_" + name)
+        setattr(a, "acc_" + name, sc.field(name).copy())  # as stored (float32 sums)
+    want = ref_update_segments(a, tick_ts, stale, half, factor, reference.level_of_ratio)
+
+    ev_ts, ev_q = a.evidence_ts.copy(), a.evidence_quality.copy()
+    out = {"speed": np.empty(n, np.float32), "tti": np.empty(n, np.float32), "level": np.empty(n, np.int8),
+           "confidence": np.empty(n, np.float32), "n_det": np.empty(n, np.int16),
+           "n_cam": np.empty(n, np.int16)}
+    n_known = k.update_segments(
+        tick_ts, stale, half, factor, RATIO_UPPER_BOUNDS, sc.records, a.lanes, a.free_flow, ev_ts, ev_q,
+        a.prev_speed, a.prev_n_det, a.prev_n_cam,
+        out["speed"], out["tti"], out["level"], out["confidence"], out["n_det"], out["n_cam"],
+    )
+    assert n_known == want["n_known"]
+    np.testing.assert_array_equal(ev_ts, want["evidence_ts"])
+    np.testing.assert_allclose(ev_q, want["evidence_quality"], rtol=1e-6)
+    for name in ("speed", "tti", "confidence"):
+        np.testing.assert_allclose(out[name], want[name], rtol=1e-6, equal_nan=True, err_msg=name)
+    for name in ("level", "n_det", "n_cam"):
+        np.testing.assert_array_equal(out[name], want[name], err_msg=name)
+    # Accumulators are handed back cleared for the next tick; the speed limit stays.
+    fresh = SegmentScratch.initial(a.speed_limit)
+    for name in ("speed_limit_kmh", *ACC_FIELDS):
+        np.testing.assert_array_equal(sc.field(name), fresh.field(name), err_msg=name)
+    if n >= 3000:  # all three fates occurred: fresh evidence, held estimate, stale
+        known = ~np.isnan(want["speed"])
+        assert known.any() and (~known & ~np.isnan(a.prev_speed)).any()
+        assert (known & ~has_acc).any() and len(np.unique(want["level"])) == 6
+
+
+@pytest.mark.parametrize("n", [0, 1, 10, 4000])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_area_sums_match_reference(seed: int, n: int, reference) -> None:
+    rng = np.random.default_rng(seed)
+    names = ("north", "south", "empty")
+    ff = rng.choice([27.0, 45.0, 72.0], n).astype(np.float32)
+    speed = np.where(rng.random(n) < 0.3, np.nan, ff * rng.uniform(0.05, 1.3, n)).astype(np.float32)
+    tti = (ff / speed).astype(np.float32)
+    level = reference.level_of_ratio(speed.astype(np.float64) / ff.astype(np.float64))
+    weight = rng.uniform(10, 2000, n) * rng.integers(1, 4, n)
+    district = rng.choice([-1, 0, 1], n).astype(np.int16)
+    sums = np.zeros((len(names) + 1, k.AREA_N_SUMS))
+    k.area_sums(speed, ff, tti, level, weight, district, len(names), TPI_RATIO_KNOTS, TPI_VALUE_KNOTS,
+                SEVERE_LEVEL, sums)
+    want = reference.area_indices(speed, ff, tti, level, weight, district, names)
+    for row, area in enumerate((*names, "city")):
+        kw = sums[row, k.AREA_KNOWN_WEIGHT]
+        total = sums[row, k.AREA_TOTAL_WEIGHT]
+        got_tpi = sums[row, k.AREA_TPI_WEIGHTED] / kw if kw > 0 else np.nan
+        got_tti = sums[row, k.AREA_TTI_WEIGHTED] / kw if kw > 0 else np.nan
+        got_severe = sums[row, k.AREA_SEVERE_WEIGHT] / kw if kw > 0 else np.nan
+        np.testing.assert_allclose(got_tpi, want[area]["tpi"], rtol=1e-9, equal_nan=True, err_msg=area)
+        np.testing.assert_allclose(got_tti, want[area]["tti"], rtol=1e-6, equal_nan=True, err_msg=area)
+        np.testing.assert_allclose(got_severe, want[area]["severe_share"], rtol=1e-9, equal_nan=True)
+        np.testing.assert_allclose(kw / total if total > 0 else 0.0, want[area]["known_share"], rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("detector_index", "ts", "want"),
+    [
+        ([], [], -1),
+        ([0, 1, 2], [1.0, 2.0, 3.0], -1),
+        ([0, 3, 1], [1.0, 2.0, 3.0], 1),  # 3 detectors: index 3 is out of range
+        ([0, -1], [1.0, 2.0], 1),
+        ([0, 1], [np.nan, 2.0], 0),
+        ([2, 1], [1.0, np.inf], 1),
+    ],
+)
+def test_first_invalid_reading(detector_index: list[int], ts: list[float], want: int) -> None:
+    got = k.first_invalid_reading(np.array(detector_index, np.int32), np.array(ts, np.float64), 3)
+    assert got == want
