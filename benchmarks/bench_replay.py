@@ -93,6 +93,10 @@ def main() -> None:
             return sum(1 for line in fh if json.loads(line))
 
     _, bare_s = timed(bare_read)
+    # Warm-up: the first replay in a process compiles the numba kernels (cached on disk after).
+    run_replay(
+        network, detectors, settings, readings_path=scenario.readings, out_path=os.devnull, tick_s=60.0
+    )
     results["readings"] = n_lines
     results["bare_json_readings_per_s"] = n_lines / bare_s
     for full in (False, True):

@@ -8,7 +8,9 @@ SUMO writes, per loop and aggregation interval::
 and each becomes ``{"detector_id": "e1_0", "ts": end + epoch_base, "interval_s": end - begin,
 "count": nVehContrib, "occupancy_pct": occupancy, "speed_kmh": speed * 3.6 | null}``.
 ``speed`` is the arithmetic (time-mean) spot speed, what a field loop reports; SUMO writes -1
-when no vehicle passed, which becomes ``null``. ``ts`` is the END of the interval, as the spec
+when no vehicle passed, which becomes ``null``. SUMO's occupancy can exceed 100 % under a standing
+queue (a vehicle's whole time on the loop is booked into the interval it leaves in); it is capped
+at 100. ``ts`` is the END of the interval, as the spec
 says. With the default ``epoch_base = 0`` the readings keep SUMO's simulation seconds, so replay
 ticks line up with SUMO's own ``<edgeData>`` intervals.
 """
@@ -48,7 +50,9 @@ def _reading(elem: ET.Element, path: str | Path, epoch_base: float) -> dict[str,
             "ts": _number(end + epoch_base),
             "interval_s": _number(end - begin),
             "count": int(float(elem.attrib["nVehContrib"])),
-            "occupancy_pct": round(float(elem.attrib["occupancy"]), 3),
+            # SUMO books a vehicle's whole time on the loop into the interval it leaves in, so
+            # a loop under a standing queue can report more than 100 %: it was fully occupied.
+            "occupancy_pct": round(min(float(elem.attrib["occupancy"]), 100.0), 3),
             "speed_kmh": round(speed_ms * 3.6, 2) if speed_ms >= 0 else None,
         }
     except KeyError as exc:

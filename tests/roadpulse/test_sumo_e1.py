@@ -38,6 +38,16 @@ def test_converts_and_sorts_by_time(tmp_path: Path) -> None:
     assert second["speed_kmh"] is None and second["count"] == 0 and second["ts"] == 120
 
 
+def test_occupancy_over_100_is_capped(tmp_path: Path) -> None:
+    path = tmp_path / "e1.xml"
+    path.write_text(
+        '<detector><interval begin="0" end="60" id="q" nVehContrib="1" occupancy="129.67" speed="0.4"/></detector>'
+    )
+    out = io.StringIO()
+    convert_e1(path, out)
+    assert json.loads(out.getvalue())["occupancy_pct"] == 100.0
+
+
 def test_epoch_base(tmp_path: Path) -> None:
     path = tmp_path / "e1.xml"
     path.write_text(E1)
