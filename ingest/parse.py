@@ -288,6 +288,9 @@ class ReadingParser:
             )
         k = self._index_of.get(detector_id)
         if k is None:
+            why = self._detectors.ignored.get(detector_id)
+            if why is not None:
+                raise RefusalError("unknown_detector", f"detector_id {show(detector_id)} is not used: {why}")
             raise RefusalError("unknown_detector", f"unknown detector_id {show(detector_id)}")
 
         ts = get("ts")

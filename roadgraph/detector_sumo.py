@@ -9,6 +9,11 @@ from the lane's start, or from its end when negative, as in SUMO; a position out
 an error unless ``friendlyPos`` is true, in which case it is clamped like SUMO does. The position
 is rescaled from the lane's length to the segment's ``length_m``. ``kind`` is ``loop``.
 
+A loop on a lane closed to passenger cars (a sidewalk, a bike or bus lane) or on an edge that is not
+a segment for that reason (a footway, a railway) is valid SUMO but measures no car traffic: it is
+not registered, and ``DetectorRegistry.ignored`` says why, so its readings are refused with that
+reason. A lane on an edge the network does not have at all is an error.
+
 Errors name the file, the line of the element and the attribute.
 """
 
@@ -44,13 +49,13 @@ def detectors_from_sumo(path: str | Path, network: RoadNetwork) -> DetectorRegis
     lanes: list[int] = []
     positions: list[float] = []
     first_line: dict[str, int] = {}
+    ignored: dict[str, str] = {}
     parser = xml.parsers.expat.ParserCreate()
 
     def start(tag: str, attrs: dict[str, str]) -> None:
         if tag not in LOOP_ELEMENTS:
             return
         line = parser.CurrentLineNumber
-        seg, lane, pos = _place(path, line, tag, attrs, network)
         detector_id = attrs.get("id", "")
         if not detector_id:
             raise NetworkFileError(str(path), f"<{tag}> attribute 'id': missing or empty", line=line)
@@ -61,6 +66,11 @@ def detectors_from_sumo(path: str | Path, network: RoadNetwork) -> DetectorRegis
                 line=line,
             )
         first_line[detector_id] = line
+        try:
+            seg, lane, pos = _place(path, line, tag, attrs, network)
+        except _NoCarTrafficError as why:
+            ignored[detector_id] = f"{why} ({path.name}:{line})"
+            return
         ids.append(detector_id)
         segment_index.append(seg)
         lanes.append(lane)
@@ -82,14 +92,20 @@ def detectors_from_sumo(path: str | Path, network: RoadNetwork) -> DetectorRegis
     except OSError as exc:
         raise NetworkFileError(str(path), f"cannot read file: {exc}") from None
     if not ids:
-        raise NetworkFileError(str(path), "no <inductionLoop> elements found")
+        detail = f" ({len(ignored)} on lanes closed to passenger cars)" if ignored else ""
+        raise NetworkFileError(str(path), f"no usable <inductionLoop> elements found{detail}")
     return DetectorRegistry(
         detector_id=np.array(ids, dtype=object),
         segment_index=np.array(segment_index, dtype=np.int32),
         lane=np.array(lanes, dtype=np.int16),
         pos_m=np.array(positions, dtype=np.float32),
         kind=np.array(["loop"] * len(ids), dtype=object),
+        ignored=ignored,
     )
+
+
+class _NoCarTrafficError(Exception):
+    """A loop that is valid SUMO but cannot see passenger cars (the message says why)."""
 
 
 def _place(
@@ -111,8 +127,9 @@ def _place(
     segments = network.segments
     if edge_id not in segments.index_of:
         skipped = network.meta.get("skipped_edges", {})
-        why = f": it is {skipped[edge_id]}" if edge_id in skipped else f" in {network.source}"
-        raise fail("lane", f"edge {edge_id!r} of lane {lane_id!r} is not a segment{why}")
+        if edge_id in skipped:
+            raise _NoCarTrafficError(f"lane {lane_id!r} is on edge {edge_id!r}, {skipped[edge_id]}")
+        raise fail("lane", f"edge {edge_id!r} of lane {lane_id!r} is not a segment in {network.source}")
     seg = segments.index_of[edge_id]
     sumo_index = int(index_text)
     lane_table = network.meta.get("sumo_lanes", {}).get(edge_id)
@@ -121,7 +138,7 @@ def _place(
             raise fail("lane", f"edge {edge_id!r} has no lane {sumo_index}")
         car_lane, lane_length = lane_table[sumo_index]
         if car_lane < 0:
-            raise fail("lane", f"lane {lane_id!r} does not admit passenger cars")
+            raise _NoCarTrafficError(f"lane {lane_id!r} does not admit passenger cars")
     else:
         car_lane, lane_length = sumo_index, float(segments.length_m[seg])
         if car_lane >= segments.lanes[seg]:

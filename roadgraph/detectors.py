@@ -28,6 +28,9 @@ class DetectorRegistry:
     lane: np.ndarray  # int16, -1 = unknown
     pos_m: np.ndarray  # float32, NaN = unknown
     kind: np.ndarray  # object (str), one of DETECTOR_KINDS
+    #: Detectors named in the source file but deliberately not used, with the reason (e.g. a SUMO
+    #: loop on a sidewalk). Their readings are refused with that reason rather than "unknown".
+    ignored: dict[str, str] = field(default_factory=dict)
     index_of: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

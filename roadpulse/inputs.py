@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from roadgraph import DetectorRegistry, NetworkFileError, RoadNetwork, load_detectors, load_network
 
 from .bundled import demo_city_path
@@ -23,4 +25,12 @@ def load_inputs(settings: Settings) -> tuple[RoadNetwork, DetectorRegistry]:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"{exc.filename}: {exc.strerror or exc}") from None
+    if detectors.ignored:
+        first_id, why = next(iter(detectors.ignored.items()))
+        print(
+            f"note: {len(detectors.ignored)} detector(s) in {settings['network']['detectors']} "
+            f"measure no car traffic and are not used (e.g. {first_id!r}: {why}); "
+            "their readings will be rejected",
+            file=sys.stderr,
+        )
     return network, detectors

@@ -416,3 +416,22 @@ def test_parse_object_refuses_oversized_arrays(registry: DetectorRegistry) -> No
     code, reason = only_rejection(parser.parse_object([reading(), reading()], topic="f.json", line=1))
     assert code == "too_large"
     assert reason.startswith("f.json:1: batch of 2 readings")
+
+
+def test_reading_of_an_ignored_detector_says_why_it_is_not_used() -> None:
+    registry = DetectorRegistry(
+        detector_id=np.array(["D1"], dtype=object),
+        segment_index=np.zeros(1, dtype=np.int32),
+        lane=np.full(1, -1, dtype=np.int16),
+        pos_m=np.full(1, np.nan, dtype=np.float32),
+        kind=np.array(["loop"], dtype=object),
+        ignored={"S1": "lane 'e_0' does not admit passenger cars (loops.add.xml:4)"},
+    )
+    parser = ReadingParser(registry, clock=lambda: 1_776_729_700.0)
+    reading = {"detector_id": "S1", "ts": 1_776_729_630, "interval_s": 30, "count": 0, "occupancy_pct": 0}
+    result = parser.parse_message("traffic/detectors/S1", json.dumps(reading).encode())
+    (rejection,) = result.rejections
+    assert rejection.code == "unknown_detector"
+    assert rejection.reason == (
+        "detector_id 'S1' is not used: lane 'e_0' does not admit passenger cars (loops.add.xml:4)"
+    )

@@ -280,12 +280,6 @@ SUMO_ERRORS = [
         "':B1_w0_0' lies on an internal edge",
     ),
     (
-        "sidewalk lane",
-        additional('<inductionLoop id="a" lane="A0A1_0" pos="5"/>'),
-        3,
-        "lane 'A0A1_0' does not admit passenger cars",
-    ),
-    (
         "no such lane",
         additional('<inductionLoop id="a" lane="A0A1_7" pos="5"/>'),
         3,
@@ -351,23 +345,53 @@ def test_sumo_additional_errors(
     assert message in str(err.value)
 
 
-def test_sumo_loop_on_an_edge_without_car_lanes(
+def test_sumo_loop_on_an_edge_without_car_lanes_is_ignored_with_reason(
     sumo_oakland: RoadNetwork, write_file: Callable[[str, str], Path]
 ) -> None:
-    path = write_file("loops.add.xml", additional('<inductionLoop id="a" lane="-11185523_0" pos="1"/>'))
-    with pytest.raises(NetworkFileError) as err:
-        detectors_from_sumo(path, sumo_oakland)
-    assert str(err.value) == (
-        f"{path}:3: <inductionLoop> attribute 'lane': edge '-11185523' of lane '-11185523_0' "
-        "is not a segment: it is an edge without lanes for passenger cars"
+    """Valid SUMO, but it sees no cars: not registered, and the registry says why."""
+    car_edge = str(sumo_oakland.segments.segment_id[0])
+    path = write_file(
+        "loops.add.xml",
+        additional(
+            '<inductionLoop id="a" lane="-11185523_0" pos="1"/>',
+            f'<inductionLoop id="b" lane="{car_edge}_0" pos="1"/>',
+        ),
     )
+    registry = detectors_from_sumo(path, sumo_oakland)
+    assert list(registry.detector_id) == ["b"]
+    assert registry.ignored["a"] == (
+        "lane '-11185523_0' is on edge '-11185523', "
+        "an edge without lanes for passenger cars (loops.add.xml:3)"
+    )
+
+
+def test_sumo_loop_on_a_sidewalk_lane_is_ignored_with_reason(
+    sumo_grid: RoadNetwork, write_file: Callable[[str, str], Path]
+) -> None:
+    path = write_file(
+        "loops.add.xml",
+        additional(
+            '<inductionLoop id="a" lane="A0A1_0" pos="5"/>', '<inductionLoop id="b" lane="A0A1_1" pos="5"/>'
+        ),
+    )
+    registry = detectors_from_sumo(path, sumo_grid)
+    assert list(registry.detector_id) == ["b"]
+    assert "lane 'A0A1_0' does not admit passenger cars" in registry.ignored["a"]
+
+
+def test_sumo_file_with_only_sidewalk_loops_is_an_error(
+    sumo_grid: RoadNetwork, write_file: Callable[[str, str], Path]
+) -> None:
+    path = write_file("loops.add.xml", additional('<inductionLoop id="a" lane="A0A1_0" pos="5"/>'))
+    with pytest.raises(NetworkFileError, match="1 on lanes closed to passenger cars"):
+        detectors_from_sumo(path, sumo_grid)
 
 
 def test_sumo_additional_without_loops(
     sumo_grid: RoadNetwork, write_file: Callable[[str, str], Path]
 ) -> None:
     path = write_file("empty.add.xml", additional('<edgeData id="x" period="60" file="x.xml"/>'))
-    with pytest.raises(NetworkFileError, match="no <inductionLoop> elements found"):
+    with pytest.raises(NetworkFileError, match="no usable <inductionLoop> elements found"):
         detectors_from_sumo(path, sumo_grid)
 
 
