@@ -51,7 +51,16 @@ def sumo_binary(name: str) -> str | None:
 
 
 def sumo_available() -> bool:
-    return all(sumo_binary(b) for b in ("sumo", "netgenerate")) and sumo_home() is not None
+    return all(sumo_binary(b) for b in ("sumo", "netgenerate", "netconvert")) and sumo_home() is not None
+
+
+def _workdir(workdir: str | Path) -> Path:
+    """The scenario's folder, created; fails early, and plainly, where SUMO is missing."""
+    if not sumo_available():
+        raise RuntimeError("SUMO is not installed (pip install eclipse-sumo sumolib)")
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    return work
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -73,11 +82,7 @@ def build_grid_scenario(
     seed: int = 1,
 ) -> Scenario:
     """Build and run a signalised-grid scenario; see the module docstring."""
-    work = Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    home = sumo_home()
-    if home is None or not sumo_available():
-        raise RuntimeError("SUMO is not installed (pip install eclipse-sumo sumolib)")
+    work = _workdir(workdir)
     net = work / "grid.net.xml"
     _run(
         [
@@ -118,10 +123,7 @@ def build_city_scenario(
 ) -> Scenario:
     """A real-city scenario: ``netconvert`` of an OSM extract (cars only, signals guessed, UTM
     projection kept so the network has lon/lat), then the same demand, loops and truth."""
-    work = Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    if not sumo_available() or sumo_binary("netconvert") is None:
-        raise RuntimeError("SUMO is not installed (pip install eclipse-sumo sumolib)")
+    work = _workdir(workdir)
     osm = Path(osm_file)
     if osm.suffix == ".bz2":  # netconvert reads plain or gzipped XML only
         import bz2
@@ -176,9 +178,7 @@ def build_scenario_on(
     seed: int,
 ) -> Scenario:
     """Demand (quiet first third, then a peak), loops, truth and a SUMO run on an existing net."""
-    home = sumo_home()
-    assert home is not None
-    random_trips = home / "tools" / "randomTrips.py"
+    random_trips = Path(str(sumo_home())) / "tools" / "randomTrips.py"
     third = duration_s // 3
     routes = []
     for name, begin, end, period in (
