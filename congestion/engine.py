@@ -182,6 +182,7 @@ class CongestionEngine:
             n_cameras=np.zeros(n_segments, dtype=np.int16),
             closed=self._all_false,
         )
+        self._closed = self._all_false
         self._pending: list[ReadingBatch] = []
         self._n_pending = 0
         self._last_tick_ts: float | None = None
@@ -214,9 +215,28 @@ class CongestionEngine:
     def last_tick_ts(self) -> float | None:
         return self._last_tick_ts
 
+    @property
+    def closed(self) -> np.ndarray:
+        """Per segment: closed to traffic by an active closure (read-only view)."""
+        return self._closed
+
     # ---------------------------------------------------------------------------------------
     # Input
     # ---------------------------------------------------------------------------------------
+
+    def set_closed(self, closed: np.ndarray) -> None:
+        """Mark segments closed to all traffic (bool per segment); applies from the next tick.
+
+        The closure book (``publishers.closures``) calls this whenever the set of active all-lane
+        closures changes. A closed segment is published with ``closed: true`` and level 5 (severe)
+        and counts as such in the TPI: it carries no traffic, and a router must avoid it.
+        """
+        mask = np.asarray(closed, dtype=bool)
+        if mask.shape != (len(self._lanes),):
+            raise ValueError(f"closed mask has shape {mask.shape}, expected ({len(self._lanes)},)")
+        frozen = mask.copy()
+        frozen.flags.writeable = False
+        self._closed = frozen
 
     def add_readings(self, batch: ReadingBatch) -> None:
         """Validate and buffer a batch for the next tick that covers its readings' ``ts``.
@@ -298,8 +318,10 @@ class CongestionEngine:
         states = SegmentStates(
             ts=tick_ts, speed_kmh=speed, free_flow_kmh=held.free_flow_kmh, tti=tti, level=level,
             confidence=confidence, imputed=self._all_false, n_detectors=n_det, n_cameras=n_cam,
-            closed=self._all_false,
+            closed=self._closed,
         )
+        if self._closed is not self._all_false:
+            level[self._closed] = 5
         city, districts = area_indices(states, self._weight, self._segment_district, self._district_names)
         self._states = states
         self._last_tick_ts = tick_ts

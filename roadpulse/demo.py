@@ -31,6 +31,7 @@ from roadgraph import place_detectors
 from roadgraph.network import ROAD_CLASS_CODE
 
 from .bundled import DEMO_CITY_ATTRIBUTION
+from .components import build_components
 from .config import Settings
 from .demo_traffic import DayPlan, DemoTraffic, pick_incident_segment
 from .inputs import load_inputs
@@ -116,6 +117,7 @@ async def _demo(settings: Settings, broker_note: str, *, screen: bool) -> int:
             on_tick=view.render,
             on_status=view.status,
             client_suffix=suffix,
+            components=build_components(settings, demo=True),
         )
     finally:
         stop.set()
