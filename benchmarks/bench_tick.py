@@ -5,10 +5,12 @@
 The baseline is the least a tick could do: a count-weighted mean of measured speeds per segment
 and a level from it, in one jitted function; it skips readings without a measured speed (half of
 this data) and touches no per-detector state. The engine's tick does the whole job (spot speeds
-for every reading kind, harmonic means, distinct detectors and lanes, staleness, confidence,
-per-detector last readings, city and district indices, a fresh snapshot). Both are measured in
-the same run, interleaved, and the ratio of medians is reported (target: within 3x). Also
-measured: the rate of ``add_readings`` in readings/s, for one big batch and for many small ones.
+for every reading kind, harmonic means, distinct detectors and lanes, the travel-speed model,
+smoothing, free-flow learning and profiles, imputation of the segments without a state,
+staleness, confidence, per-detector last readings, city and district indices, a fresh
+snapshot). Both are measured in the same run, interleaved, and the ratio of medians is reported
+(target: within 3x). Also measured: the rate of ``add_readings`` in readings/s, for one big
+batch and for many small ones.
 
 Readings hit detectors and segments in random order, so a tick is bound by cache misses on the
 per-detector and per-segment tables; timings swing with whatever else the machine runs. Compare

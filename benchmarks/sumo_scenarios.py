@@ -5,6 +5,10 @@ peak with ``randomTrips.py``, induction loops on about half the edges (every lan
 lane length, 60 s intervals) and ``<edgeData>`` every 300 s and 60 s, runs ``sumo`` and converts
 the loop output to the spec's readings JSONL. Everything it writes goes to ``workdir``.
 
+With ``blocked_lane=True`` a stopped vehicle blocks the rightmost lane of one multi-lane edge
+with loops near the middle of the network, halfway along the edge, for 20 minutes from a quarter
+into the peak (shorter when the run ends first); ``Scenario.blocked`` says where and when.
+
 Used by the integration tests (a small grid) and by the accuracy benchmarks (larger ones).
 """
 
@@ -31,6 +35,14 @@ class Scenario:
     edgedata_60: Path
     duration_s: int
     loop_edges: frozenset[str]
+    #: The lane-blocking incident, when built with ``blocked_lane=True``: ``edge``, ``lane`` (lane
+    #: id), ``pos_m`` (where the stopped vehicle stands), ``start_s`` and ``end_s`` (SUMO time).
+    blocked: dict[str, object] | None = None
+
+    @property
+    def peak_start_s(self) -> float:
+        """The peak is everything after the quiet first third."""
+        return float(self.duration_s // 3)
 
 
 def sumo_home() -> Path | None:
@@ -80,10 +92,25 @@ def build_grid_scenario(
     peak_period_s: float = 0.9,
     loop_share: float = 0.5,
     seed: int = 1,
+    blocked_lane: bool = False,
+    tls_type: str = "static",
+    tls_cycle_s: int | None = None,
+    tls_layout: str | None = None,
 ) -> Scenario:
-    """Build and run a signalised-grid scenario; see the module docstring."""
+    """Build and run a signalised-grid scenario; see the module docstring.
+
+    ``tls_type`` (static/actuated/delay_based), ``tls_cycle_s`` and ``tls_layout``
+    (opposites/incoming) vary the signal programs netgenerate writes (default: its fixed 90-s
+    cycle with opposite approaches sharing green), so that the model is validated on programs
+    it does not assume.
+    """
     work = _workdir(workdir)
     net = work / "grid.net.xml"
+    tls_opts = [f"--tls.default-type={tls_type}"]
+    if tls_cycle_s is not None:
+        tls_opts.append(f"--tls.cycle.time={tls_cycle_s}")
+    if tls_layout is not None:
+        tls_opts.append(f"--tls.layout={tls_layout}")
     _run(
         [
             str(sumo_binary("netgenerate")),
@@ -93,6 +120,7 @@ def build_grid_scenario(
             f"--default.lanenumber={lanes}",
             "--default-junction-type=traffic_light",
             "--no-turnarounds",
+            *tls_opts,
             "--output-file",
             str(net),
             f"--seed={seed}",
@@ -108,6 +136,7 @@ def build_grid_scenario(
         loop_share=loop_share,
         min_trip_m=2 * length_m,
         seed=seed,
+        blocked_lane=blocked_lane,
     )
 
 
@@ -120,6 +149,7 @@ def build_city_scenario(
     peak_period_s: float = 0.8,
     loop_share: float = 0.5,
     seed: int = 1,
+    blocked_lane: bool = False,
 ) -> Scenario:
     """A real-city scenario: ``netconvert`` of an OSM extract (cars only, signals guessed, UTM
     projection kept so the network has lon/lat), then the same demand, loops and truth."""
@@ -163,6 +193,7 @@ def build_city_scenario(
         loop_share=loop_share,
         min_trip_m=300.0,
         seed=seed,
+        blocked_lane=blocked_lane,
     )
 
 
@@ -176,6 +207,7 @@ def build_scenario_on(
     loop_share: float,
     min_trip_m: float,
     seed: int,
+    blocked_lane: bool = False,
 ) -> Scenario:
     """Demand (quiet first third, then a peak), loops, truth and a SUMO run on an existing net."""
     random_trips = Path(str(sumo_home())) / "tools" / "randomTrips.py"
@@ -216,6 +248,10 @@ def build_scenario_on(
         )
         routes.append(out)
     detectors, loop_edges = write_loops(net, work / "loops.add.xml", share=loop_share, seed=seed)
+    blocked = None
+    if blocked_lane:
+        blocked = _blocking_vehicle(net, loop_edges, work / "blocker.rou.xml", duration_s)
+        routes.append(work / "blocker.rou.xml")
     e1 = work / "e1.xml"
     truth_add = work / "truth.add.xml"
     truth_add.write_text(
@@ -261,7 +297,51 @@ def build_scenario_on(
         edgedata_60=work / "edgedata60.xml",
         duration_s=duration_s,
         loop_edges=frozenset(loop_edges),
+        blocked=blocked,
     )
+
+
+def _blocking_vehicle(net: Path, loop_edges: list[str], out: Path, duration_s: int) -> dict[str, object]:
+    """A route file with one vehicle stopped on lane 0 of a multi-lane edge with loops (a
+    single-lane one if there is none), the one nearest the middle of the network, from a quarter
+    into the peak, for up to 20 minutes."""
+    root = ET.parse(net).getroot()
+    xy = {j.get("id"): (float(j.get("x", "0")), float(j.get("y", "0"))) for j in root.iter("junction")}
+    cx = sum(x for x, _ in xy.values()) / len(xy)
+    cy = sum(y for _, y in xy.values()) / len(xy)
+    chosen = set(loop_edges)
+    best: tuple[int, float, str, str, float] | None = None
+    for edge in root.iter("edge"):
+        lanes = [ln for ln in edge.iter("lane") if "passenger" not in ln.get("disallow", "")]
+        eid = str(edge.get("id"))
+        if eid not in chosen or not lanes or edge.get("function"):
+            continue
+        length = float(lanes[0].get("length", "0"))
+        if length < 60.0:
+            continue
+        (x0, y0), (x1, y1) = xy[edge.get("from")], xy[edge.get("to")]
+        dist = ((x0 + x1) / 2 - cx) ** 2 + ((y0 + y1) / 2 - cy) ** 2
+        # Multi-lane edges first (a lane blocked, traffic squeezing past); else a single lane.
+        key = (0 if len(lanes) >= 2 else 1, dist, eid, str(lanes[0].get("id")), length)
+        if best is None or key[:2] < best[:2]:
+            best = key
+    if best is None:
+        raise RuntimeError(f"{net}: no edge with loops of 60 m or more to block")
+    _, _, edge_id, lane_id, length = best
+    peak = duration_s // 3
+    start = peak + (duration_s - peak) // 4
+    end = min(start + 1200, duration_s - 60)
+    pos = round(length * 0.5, 1)
+    out.write_text(
+        "<routes>\n"
+        f'  <vehicle id="blocker" depart="{start}" departLane="0" departPos="{pos - 5.0:.1f}" '
+        'departSpeed="0">\n'
+        f'    <route edges="{edge_id}"/>\n'
+        f'    <stop lane="{lane_id}" endPos="{pos:.1f}" duration="{end - start}"/>\n'
+        "  </vehicle>\n"
+        "</routes>\n"
+    )
+    return {"edge": edge_id, "lane": lane_id, "pos_m": pos, "start_s": float(start), "end_s": float(end)}
 
 
 def write_loops(

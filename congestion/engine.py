@@ -5,6 +5,10 @@ Public API (stable for the wiring and sinks):
     engine = CongestionEngine(network, detectors, EngineSettings())
     engine.add_readings(batch)          # any number of times between ticks
     result = engine.tick(tick_ts)       # -> TickResult (states, city and district indices)
+    engine.set_detector_usable(mask)    # detector health: which detectors may feed estimates
+    engine.set_closed(mask)             # closures: segments closed to all traffic
+    state = engine.export_state()       # learned free flow, profiles, smoothing (numpy + JSON)
+    engine.import_state(state)          # ... back after a restart
 
 The engine never does I/O. It imports roadgraph for the network arrays only.
 
@@ -20,11 +24,20 @@ What one tick does
    and occupancy ≥ ``stopped_occupancy_min_pct``, ``stopped_speed_kmh`` (a queue standing on the
    loop; weight ``stopped_queue_weight_veh``); anything else is no evidence. Speeds are clamped to
    [1, ``max_speed_factor_of_limit`` × speed limit] km/h.
-3. Per segment, the **speed** is the weight-weighted harmonic mean of its readings' spot speeds,
-   which estimates the space-mean speed (Wardrop 1952; see ``_kernels.update_segments``). A
-   segment without new evidence keeps its estimate until ``stale_after_s`` after the newest
-   reading behind it, then becomes unknown (NaN speed, level 0). Evidence older than what a
-   segment already holds does not replace it. No imputation yet: ``imputed`` is all False.
+3. Per segment with new evidence, the loops' **harmonic mean spot speed** (weight-weighted, which
+   estimates the space-mean speed at the loop: Wardrop 1952; see ``_kernels.update_segments``),
+   the flow per lane and the mean occupancy go through the **travel-speed model** of
+   ``travel_speed`` (running time + junction delay + the queue over the loop) to a travel time
+   over the whole segment, which is **smoothed** over time (distance-weighted, time constant
+   ``smoothing_tau_s``) into the segment's ``speed_kmh``; the **free-flow speed** is learned from
+   these speeds (``_kernels.update_segments``, GB/T 33171 §7.2.1.2) and so is the segment's
+   typical **hour-of-day profile**. A segment without new evidence keeps its estimate until
+   ``stale_after_s`` after the newest reading behind it, then has no measured state. Evidence
+   older than what a segment already holds does not replace it. Segments with no measured state
+   are **imputed** from their graph neighbours and their profile (``imputation``), marked
+   ``imputed``. ``estimator="spot"`` turns all of this off and reports the harmonic mean spot
+   speed itself (the naive estimator of issue #2, kept as the benchmarks' baseline).
+   Readings of detectors set unusable (``set_detector_usable``, detector health) feed nothing.
 4. **tti** = free_flow / speed; **level** from r = speed / free_flow per ``levels``.
 5. **confidence** = quality × freshness, where
 
@@ -36,14 +49,16 @@ What one tick does
    the evidence: vehicles counted, plus the fixed weights of empty-road and standing-queue
    readings. So a loop on every lane with 10
    vehicles, just read, gives 0.75; with 90 vehicles 0.95; one lane of three with 10 vehicles
-   0.42; and each of these fades linearly to 0 as the estimate approaches staleness.
+   0.42; and each of these fades linearly to 0 as the estimate approaches staleness. Imputed
+   states: see ``imputation`` (always below the confidence of their sources).
 6. **Area indices** for the city and the districts, per ``index``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -51,9 +66,11 @@ from roadgraph.detectors import DetectorRegistry
 from roadgraph.network import RoadNetwork
 
 from . import _kernels
+from .imputation import ImputationParams
 from .index import area_indices, check_districts, lane_length_weight
 from .levels import RATIO_UPPER_BOUNDS
 from .state import DetectorState, SegmentHeld, SegmentScratch
+from .travel_speed import DEFAULT_LOOP_POSITION, TravelSpeedParams
 from .types import ReadingBatch, SegmentStates, TickResult
 
 
@@ -83,11 +100,32 @@ class EngineSettings:
     stopped_queue_weight_veh: float = 1.0
     #: Vehicles at which the volume half of the confidence reaches one half.
     confidence_half_vehicles: float = 10.0
+    #: Time constant of the exponential smoothing of travel time (s); ``travel_speed`` docs.
+    smoothing_tau_s: float = 150.0
+    #: Weight (vehicle-equivalents) every tick's evidence gets on top of its vehicles.
+    smoothing_min_weight_veh: float = 0.2
+    #: Weigh each tick's evidence by the vehicle-time the loop's occupancy implies (1) rather
+    #: than by the vehicles counted (0); see ``travel_speed`` (smoothing).
+    smoothing_weight_by_occupancy: float = 1.0
+    #: Interval speeds (``free_flow_interval_s`` each) a segment must have seen before its free
+    #: flow is learned, not defaulted.
+    free_flow_min_samples: float = 3.0
+    #: Share of the mean junction delay kept in the speeds that free flow is learned from (the
+    #: top ninth of intervals at a signal are those that met mostly green; 1 = all of it).
+    free_flow_delay_share: float = 0.6
+    #: Samples at which the free-flow histogram is halved (so it follows slow changes).
+    free_flow_history_cap: float = 4000.0
+    #: Length (s) of the intervals whose travel speeds free flow is learned from (GB/T 33171
+    #: §7.2.1.2; aligned to multiples of it, like the 5-minute intervals the levels are judged on).
+    free_flow_interval_s: float = 300.0
+    #: Step of the typical hour-of-day profile towards each new ratio (0..1).
+    profile_alpha: float = 0.2
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            floor_ok = value >= 0 if f.name == "smoothing_weight_by_occupancy" else value > 0
+            if not (isinstance(value, int | float) and math.isfinite(value) and floor_ok):
                 raise ValueError(f"[engine] {f.name} = {value!r}: expected a finite number > 0")
         if self.free_flow_fraction_of_limit > 2:
             raise ValueError(
@@ -99,6 +137,150 @@ class EngineSettings:
                 f"[engine] empty_occupancy_max_pct ({self.empty_occupancy_max_pct}) must be below "
                 f"stopped_occupancy_min_pct ({self.stopped_occupancy_min_pct}), which must be at most 100"
             )
+
+
+#: The ``[engine]`` config keys that tune the estimator (README "Configuration"; declared with
+#: their ranges in ``roadpulse.config.SCHEMA``) → (part, field): ``settings`` = ``EngineSettings``,
+#: ``model`` = ``travel_speed.TravelSpeedParams``, ``imputation`` = ``imputation.ImputationParams``.
+ENGINE_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
+    "stale_after_s": ("settings", "stale_after_s"),
+    "effective_vehicle_length_m": ("settings", "effective_vehicle_length_m"),
+    "free_flow_fraction_of_limit": ("settings", "free_flow_fraction_of_limit"),
+    "smoothing_tau_s": ("settings", "smoothing_tau_s"),
+    "free_flow_min_samples": ("settings", "free_flow_min_samples"),
+    "free_flow_delay_share": ("settings", "free_flow_delay_share"),
+    "free_flow_interval_s": ("settings", "free_flow_interval_s"),
+    "signal_cycle_s": ("model", "cycle_s"),
+    "signal_green_ratio": ("model", "green_ratio"),
+    "saturation_flow_veh_h": ("model", "saturation_flow_veh_h"),
+    "signal_delay_factor": ("model", "signal_delay_factor"),
+    "priority_delay_s": ("model", "priority_delay_s"),
+    "queue_occupancy": ("model", "queue_occupancy"),
+    "upstream_queue_share": ("model", "upstream_queue_share"),
+    "queue_vehicle_length_m": ("model", "queue_vehicle_length_m"),
+    "impute_downstream_weight": ("imputation", "downstream_weight"),
+    "impute_upstream_weight": ("imputation", "upstream_weight"),
+    "impute_second_hop_weight": ("imputation", "second_hop_weight"),
+    "impute_profile_weight": ("imputation", "profile_weight"),
+    "impute_confidence_factor": ("imputation", "confidence_factor"),
+}
+
+
+def engine_parts(
+    config: Mapping[str, object],
+) -> tuple[EngineSettings, TravelSpeedParams, ImputationParams]:
+    """The engine's three parameter objects from an ``[engine]`` config section (a mapping of
+    the keys of ``ENGINE_CONFIG_FIELDS``; other keys are ignored, missing ones keep their
+    defaults). A value out of a part's own bounds raises ``ValueError`` naming the field."""
+    parts: dict[str, dict[str, float]] = {"settings": {}, "model": {}, "imputation": {}}
+    for key, (part, name) in ENGINE_CONFIG_FIELDS.items():
+        if key in config:
+            parts[part][name] = float(config[key])  # type: ignore[arg-type]
+    settings = EngineSettings(**parts["settings"])
+    model = replace(TravelSpeedParams(stopped_speed_kmh=settings.stopped_speed_kmh), **parts["model"])
+    return settings, model, ImputationParams(**parts["imputation"])
+
+
+def _held_params(settings: EngineSettings) -> tuple[float, ...]:
+    """``EngineSettings`` as the tuple ``_kernels.update_segments`` takes (``_kernels.HP_*``)."""
+    params = [0.0] * _kernels.HP_N
+    params[_kernels.HP_STALE_AFTER_S] = settings.stale_after_s
+    params[_kernels.HP_CONFIDENCE_HALF_VEHICLES] = settings.confidence_half_vehicles
+    params[_kernels.HP_MAX_SPEED_FACTOR] = settings.max_speed_factor_of_limit
+    params[_kernels.HP_SMOOTHING_TAU_S] = settings.smoothing_tau_s
+    params[_kernels.HP_SMOOTHING_MIN_WEIGHT_VEH] = settings.smoothing_min_weight_veh
+    params[_kernels.HP_FF_MIN_SAMPLES] = settings.free_flow_min_samples
+    params[_kernels.HP_FF_HIST_CAP] = settings.free_flow_history_cap
+    params[_kernels.HP_PROFILE_ALPHA] = min(settings.profile_alpha, 1.0)
+    params[_kernels.HP_WEIGHT_BY_OCCUPANCY] = float(settings.smoothing_weight_by_occupancy)
+    params[_kernels.HP_FF_DELAY_SHARE] = min(settings.free_flow_delay_share, 1.0)
+    params[_kernels.HP_FF_INTERVAL_S] = settings.free_flow_interval_s
+    return tuple(float(p) for p in params)
+
+
+#: ``travel_speed``: the model of ``congestion.travel_speed`` with smoothing, learned free flow
+#: and imputation. ``spot``: the naive estimator of issue #2 (the harmonic mean of the loops'
+#: spot speeds, no junction delay, no smoothing, free flow from the speed limit, no imputation),
+#: kept as the baseline the accuracy benchmark compares with.
+ESTIMATORS = ("travel_speed", "spot")
+
+
+def _spot_only(
+    model: tuple[float, ...], held: tuple[float, ...]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Model and held parameters that reduce the travel-speed path to the naive estimator."""
+    m = list(model)
+    m[_kernels.TS_SIGNAL_DELAY_FACTOR] = 0.0
+    m[_kernels.TS_PRIORITY_DELAY_S] = 0.0
+    m[_kernels.TS_QUEUE_OCCUPANCY] = math.inf  # never a queue term
+    m[_kernels.TS_RUN_SPEED_CAP] = math.inf  # spot speeds are clamped already
+    h = list(held)
+    h[_kernels.HP_SMOOTHING_TAU_S] = 0.0  # no memory: each tick's evidence alone
+    h[_kernels.HP_FF_MIN_SAMPLES] = math.inf  # never learned
+    return tuple(m), tuple(h)
+
+
+def _without_reverse(
+    network: RoadNetwork, indptr: np.ndarray, indices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The adjacency without each segment's own reverse (the other direction of the same road):
+    its traffic runs the other way, so its queue says nothing about this segment's."""
+    segs = network.segments
+    _, codes = np.unique(np.concatenate([segs.from_node, segs.to_node]).astype(str), return_inverse=True)
+    n = len(segs)
+    from_c, to_c = codes[:n], codes[n:]
+    owner = np.repeat(np.arange(n), np.diff(indptr))
+    reverse = (from_c[indices] == to_c[owner]) & (to_c[indices] == from_c[owner])
+    keep = ~reverse
+    counts = np.bincount(owner[keep], minlength=n)
+    new_indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=new_indptr[1:])
+    return new_indptr, np.ascontiguousarray(indices[keep], dtype=np.int32)
+
+
+def _pass_through(network: RoadNetwork) -> np.ndarray:
+    """Per segment: its downstream junction is a plain pass-through — one way on (its own reverse
+    aside), taken by nobody else. Such a junction has no conflicting stream to give way to, so
+    a signal there (e.g. an always-green light at the corner of a generated grid) costs no delay."""
+    if len(network) == 0:
+        return np.zeros(0, dtype=bool)
+    s_ptr, s_idx = _without_reverse(network, *network.successors_csr())
+    p_ptr, _ = _without_reverse(network, *network.predecessors_csr())
+    n_pred = np.diff(p_ptr)
+    one_way_on = np.flatnonzero(np.diff(s_ptr) == 1)
+    out = np.zeros(len(network), dtype=bool)
+    out[one_way_on] = n_pred[s_idx[s_ptr[one_way_on]]] == 1
+    return out
+
+
+def _loop_positions(network: RoadNetwork, detectors: DetectorRegistry) -> np.ndarray:
+    """Per segment, the mean position of its loops as a share of its length (0..1); the
+    default where the registry gives no position."""
+    n = len(network)
+    length = np.maximum(np.asarray(network.segments.length_m, dtype=np.float64), 1.0)
+    seg = np.asarray(detectors.segment_index, dtype=np.int64)
+    pos = np.asarray(detectors.pos_m, dtype=np.float64)
+    ok = np.isfinite(pos) & (seg >= 0) & (seg < n)
+    total = np.bincount(seg[ok], weights=np.clip(pos[ok] / length[seg[ok]], 0.0, 1.0), minlength=n)
+    count = np.bincount(seg[ok], minlength=n)
+    out = np.full(n, DEFAULT_LOOP_POSITION, dtype=np.float32)
+    has = count > 0
+    out[has] = total[has] / count[has]
+    return out
+
+
+def _checked_timing(
+    timing: tuple[np.ndarray, np.ndarray] | None, n: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-segment (cycle s, green ratio), NaN = the model's default; checked for shape and range."""
+    if timing is None:
+        return None
+    cycle, green = (np.asarray(a, dtype=np.float64) for a in timing)
+    if cycle.shape != (n,) or green.shape != (n,):
+        raise ValueError(f"signal_timing: expected two arrays of {n} values (one per segment)")
+    if np.any(cycle <= 0) or np.any((green <= 0) | (green >= 1)):
+        raise ValueError("signal_timing: expected cycles > 0 s and green ratios in (0, 1), or NaN")
+    return cycle, green
 
 
 def _spot_params(settings: EngineSettings) -> tuple[float, ...]:
@@ -129,12 +311,33 @@ class CongestionEngine:
         *,
         district_names: tuple[str, ...] = (),
         segment_district: np.ndarray | None = None,
+        model: TravelSpeedParams | None = None,
+        imputation: ImputationParams | None = None,
+        estimator: str = "travel_speed",
+        signal_timing: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         segs = network.segments
         n_segments = len(segs)
         self._settings = settings
         self._spot_params = _spot_params(settings)
-
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator = {estimator!r}: expected one of {', '.join(ESTIMATORS)}")
+        self._estimator = estimator
+        self._held_params = _held_params(settings)
+        self._model = model or TravelSpeedParams(stopped_speed_kmh=settings.stopped_speed_kmh)
+        self._model_params = self._model.as_tuple()
+        if estimator == "spot":
+            self._model_params, self._held_params = _spot_only(self._model_params, self._held_params)
+        self._impute_params = (imputation or ImputationParams()).as_tuple()
+        self._impute = estimator == "travel_speed"
+        if self._impute:
+            self._succ = _without_reverse(network, *network.successors_csr())
+            self._pred = _without_reverse(network, *network.predecessors_csr())
+            self._impute_scratch = (
+                np.empty(n_segments, dtype=np.int32),
+                np.empty(n_segments, dtype=np.float32),
+                np.empty(n_segments, dtype=np.float32),
+            )
         # Canonical dtypes once, so every kernel compiles (and caches) one signature only.
         self._lanes = np.ascontiguousarray(segs.lanes, dtype=np.int16)
         self._speed_limit_kmh = np.ascontiguousarray(segs.speed_limit_kmh, dtype=np.float32)
@@ -156,6 +359,7 @@ class CongestionEngine:
                 f"detector {detectors.detector_id[k]!r}: segment_index {int(det_segment[k])} "
                 f"outside 0..{n_segments - 1}"
             )
+        self._segment_ids = np.asarray(segs.segment_id, dtype=object)
         self._n_detectors = len(detectors)
         self._detector_state = DetectorState.initial(
             det_segment, detectors.lane, np.asarray(detectors.kind, dtype=object) == "camera"
@@ -165,7 +369,13 @@ class CongestionEngine:
             np.float32
         )
         self._held = SegmentHeld.initial(free_flow)
-        self._scratch = SegmentScratch.initial(self._speed_limit_kmh)
+        self._scratch = SegmentScratch.initial(
+            self._speed_limit_kmh,
+            np.asarray(segs.length_m, dtype=np.float32),
+            _loop_positions(network, detectors),
+            np.asarray(segs.junction_signalised, dtype=bool) & ~_pass_through(network),
+            _checked_timing(signal_timing, n_segments),
+        )
         # `imputed` and `closed` are all False until imputation and closures arrive: one
         # read-only array shared by every snapshot instead of a fresh one per tick.
         self._all_false = np.zeros(n_segments, dtype=bool)
@@ -238,6 +448,29 @@ class CongestionEngine:
         frozen.flags.writeable = False
         self._closed = frozen
 
+    def set_detector_usable(self, usable: np.ndarray) -> None:
+        """Say which detectors may feed estimates (bool per registry detector); applies from the
+        next tick. Detector health (PeMS-style diagnostics) calls this: readings of an unusable
+        detector still update its last reading in ``detector_state`` (so health can see it
+        recover) and count in ``readings_used``, but give no speed evidence.
+        """
+        mask = np.asarray(usable, dtype=bool)
+        if mask.shape != (self._n_detectors,):
+            raise ValueError(f"usable mask has shape {mask.shape}, expected ({self._n_detectors},)")
+        self._detector_state.info["usable"] = mask
+
+    def export_state(self) -> dict[str, object]:
+        """What the engine has learned and holds between ticks, as numpy arrays and JSON-able
+        values (see ``state.SegmentHeld.export``), keyed by segment id so that it survives a
+        restart on the same network; ``import_state`` takes it back."""
+        return self._held.export(self._segment_ids, self._last_tick_ts)
+
+    def import_state(self, state: dict[str, object]) -> None:
+        """Restore what ``export_state`` returned (segments matched by id; segments unknown to
+        the snapshot keep their defaults, ids unknown to this network are ignored). Raises
+        ValueError naming the key when the snapshot is malformed, touching nothing."""
+        self._held.import_(state, self._segment_ids)
+
     def add_readings(self, batch: ReadingBatch) -> None:
         """Validate and buffer a batch for the next tick that covers its readings' ``ts``.
 
@@ -294,7 +527,7 @@ class CongestionEngine:
         # Marks detectors' first reading of this tick; int32 in the records, so it cycles through
         # 1..2**31-1 (once every 68 years at one tick a second).
         self._stamp = self._stamp % (2**31 - 1) + 1
-        held, prev, settings = self._held, self._states, self._settings
+        held, prev = self._held, self._states
         n_without_evidence = _kernels.accumulate_readings(
             ready.detector_index, ready.ts, ready.interval_s, ready.count, ready.occupancy_pct,
             ready.speed_kmh, ready.lane, self._detector_state.info, self._detector_state.records,
@@ -303,21 +536,32 @@ class CongestionEngine:
 
         n = len(self._lanes)
         speed = np.empty(n, dtype=np.float32)
+        free_flow = np.empty(n, dtype=np.float32)
         tti = np.empty(n, dtype=np.float32)
         level = np.empty(n, dtype=np.int8)
         confidence = np.empty(n, dtype=np.float32)
         n_det = np.empty(n, dtype=np.int16)
         n_cam = np.empty(n, dtype=np.int16)
-        _kernels.update_segments(
-            tick_ts, settings.stale_after_s, settings.confidence_half_vehicles,
-            settings.max_speed_factor_of_limit, RATIO_UPPER_BOUNDS, self._scratch.records,
-            self._lanes, held.free_flow_kmh, held.evidence_ts, held.evidence_quality,
-            prev.speed_kmh, prev.n_detectors, prev.n_cameras,
-            speed, tti, level, confidence, n_det, n_cam,
+        n_measured = _kernels.update_segments(
+            tick_ts, self._held_params, self._model_params, RATIO_UPPER_BOUNDS,
+            self._scratch.records, self._lanes, held.free_flow_kmh, held.free_flow_default_kmh,
+            held.evidence_ts, held.evidence_quality, held.smooth_w, held.smooth_wpace,
+            held.smooth_ts, held.ff_hist, held.ff_samples, held.ff_interval, held.profile, prev.speed_kmh, prev.n_detectors,
+            prev.n_cameras, speed, free_flow, tti, level, confidence, n_det, n_cam,
         )
+        # Published snapshots share the free-flow array: the held one is replaced, not written.
+        held.free_flow_kmh = free_flow
+        imputed = self._all_false
+        if self._impute and n_measured < n:
+            imputed = np.zeros(n, dtype=bool)
+            _kernels.impute_segments(
+                tick_ts, self._impute_params, RATIO_UPPER_BOUNDS, self._succ[0], self._succ[1],
+                self._pred[0], self._pred[1], held.profile, free_flow, *self._impute_scratch,
+                speed, tti, level, confidence, imputed,
+            )
         states = SegmentStates(
-            ts=tick_ts, speed_kmh=speed, free_flow_kmh=held.free_flow_kmh, tti=tti, level=level,
-            confidence=confidence, imputed=self._all_false, n_detectors=n_det, n_cameras=n_cam,
+            ts=tick_ts, speed_kmh=speed, free_flow_kmh=free_flow, tti=tti, level=level,
+            confidence=confidence, imputed=imputed, n_detectors=n_det, n_cameras=n_cam,
             closed=self._closed,
         )
         if self._closed is not self._all_false:

@@ -51,9 +51,10 @@ def _record(fields: list[tuple[str, type]], itemsize: int) -> np.dtype:
 
 
 #: What the kernels need of the registry, per detector (8 bytes, so the whole table of a big city
-#: stays in cache): its segment, its lane (-1 = unknown) and whether it is a camera zone.
+#: stays in cache): its segment, its lane (-1 = unknown), whether it is a camera zone, and whether
+#: its readings may feed estimates (``CongestionEngine.set_detector_usable``; detector health).
 DETECTOR_INFO_RECORD = _record(
-    [("segment", np.int32), ("lane", np.int8), ("is_camera", np.bool_)],
+    [("segment", np.int32), ("lane", np.int8), ("is_camera", np.bool_), ("usable", np.bool_)],
     8,
 )
 
@@ -73,10 +74,15 @@ DETECTOR_STATE_RECORD = _record(
     32,
 )
 
-#: Per-segment accumulators (32 bytes) next to the segment's speed limit; see
+#: Per-segment accumulators (64 bytes, one cache line) next to the segment's speed limit; see
 #: ``_kernels.accumulate_readings``. Sums are float32: they add a few dozen readings per tick, and
 #: the speed they produce is published as float32 anyway. ``lane_mask`` has one bit per lane
-#: 0..15 (lanes above 15 fold onto bit 15: no carriageway has 16 lanes one way).
+#: 0..15 (lanes above 15 fold onto bit 15: no carriageway has 16 lanes one way). ``count``,
+#: ``occupancy_s`` (occupancy fraction × interval) and ``interval_s`` feed the travel-speed model
+#: (flow per lane and mean occupancy; readings with an occupancy only). ``loop_position`` and
+#: ``signalised`` are static: where the segment's loops sit (share of its length) and whether its
+#: downstream junction has signals; ``signal_cycle_s`` and ``green_ratio`` its signal timing where
+#: the network file states it (NaN: the model's defaults).
 SEGMENT_SCRATCH_RECORD = _record(
     [
         ("newest_ts", np.float64),
@@ -84,12 +90,20 @@ SEGMENT_SCRATCH_RECORD = _record(
         ("weight_free_flow", np.float32),
         ("weight_per_speed", np.float32),
         ("speed_limit_kmh", np.float32),
+        ("count", np.float32),
+        ("occupancy_s", np.float32),
+        ("interval_s", np.float32),
+        ("length_m", np.float32),
+        ("loop_position", np.float32),
         ("lane_mask", np.uint16),
         ("n_detectors", np.uint16),
         ("n_cameras", np.uint16),
         ("n_unknown_lane", np.uint16),
+        ("signalised", np.bool_),
+        ("signal_cycle_s", np.float32),
+        ("green_ratio", np.float32),
     ],
-    32,
+    64,
 )
 
 def aligned_records(n: int, dtype: np.dtype) -> np.ndarray:
@@ -99,25 +113,121 @@ def aligned_records(n: int, dtype: np.dtype) -> np.ndarray:
     return raw[offset : offset + n * dtype.itemsize].view(dtype)
 
 
+#: Bins of the per-segment free-flow histogram (``freeflow``): speed / speed limit in [0, 1.0],
+#: each 1/FF_BINS wide (speeds above the limit fall in the top bin: GB/T caps free flow there).
+FF_BINS = 32
+#: Hour-of-day bins of the typical profile (``profiles``).
+PROFILE_BINS = 24
+#: Profile ratios are stored as uint8 ratio × PROFILE_SCALE (0..1.27); PROFILE_NONE = no data.
+PROFILE_SCALE = 200.0
+PROFILE_NONE = 255
+
+#: Keys of ``SegmentHeld.export`` holding one row per segment, with their dtypes.
+_EXPORTED_ROWS: dict[str, Any] = {
+    "free_flow_kmh": np.float32,
+    "ff_hist": np.uint16,
+    "ff_samples": np.uint32,
+    "ff_interval": np.float64,
+    "profile": np.uint8,
+    "evidence_ts": np.float64,
+    "evidence_quality": np.float32,
+    "smooth_w": np.float32,
+    "smooth_wpace": np.float32,
+    "smooth_ts": np.float64,
+}
+STATE_VERSION = 1
+
+
 @dataclass(eq=False)
 class SegmentHeld:
     """Per-segment state carried between ticks (row ``i`` is segment ``i``)."""
 
-    #: Free-flow speed (km/h); for now speed limit × ``free_flow_fraction_of_limit``.
+    #: Free-flow speed (km/h): the road-class default until learned (``freeflow``).
     free_flow_kmh: np.ndarray  # float32
+    #: The road-class default free-flow speed (speed limit × ``free_flow_fraction_of_limit``).
+    free_flow_default_kmh: np.ndarray  # float32
+    #: Histogram of this segment's interval travel speeds / speed limit (``FF_BINS`` bins).
+    ff_hist: np.ndarray  # uint16 (n, FF_BINS)
+    #: Samples in ``ff_hist`` (its row sum, kept so a tick need not add the bins up).
+    ff_samples: np.ndarray  # uint32
+    #: The free-flow interval being summed: (interval index k of ((k-1)·I, k·I], NaN = none;
+    #: distance (vehicle-m); time (vehicle-s); vehicles counted) — its speed enters ``ff_hist``
+    #: once it is over (``_kernels.update_segments``).
+    ff_interval: np.ndarray  # float64 (n, 4)
+    #: Typical speed ratio (speed / free flow) by hour of day, uint8 (× PROFILE_SCALE; 255 none).
+    profile: np.ndarray  # uint8 (n, PROFILE_BINS)
     #: ``ts`` of the newest reading behind the held estimate; NaN = never had evidence.
     evidence_ts: np.ndarray  # float64
     #: Confidence of the held estimate when it was made (before decay with age), 0..1.
     evidence_quality: np.ndarray  # float32
+    #: Exponential smoothing of travel time: decayed evidence weight, and weight × pace (s/km).
+    smooth_w: np.ndarray  # float32
+    smooth_wpace: np.ndarray  # float32
+    #: Event time the smoothing sums were last decayed to; NaN = never.
+    smooth_ts: np.ndarray  # float64
 
     @classmethod
     def initial(cls, free_flow_kmh: np.ndarray) -> SegmentHeld:
         n = len(free_flow_kmh)
         return cls(
             free_flow_kmh=free_flow_kmh,
+            free_flow_default_kmh=free_flow_kmh.copy(),
+            ff_hist=np.zeros((n, FF_BINS), dtype=np.uint16),
+            ff_samples=np.zeros(n, dtype=np.uint32),
+            ff_interval=np.stack(
+                [np.full(n, np.nan), np.zeros(n), np.zeros(n), np.zeros(n)], axis=1
+            ).astype(np.float64),
+            profile=np.full((n, PROFILE_BINS), PROFILE_NONE, dtype=np.uint8),
             evidence_ts=np.full(n, np.nan, dtype=np.float64),
             evidence_quality=np.zeros(n, dtype=np.float32),
+            smooth_w=np.zeros(n, dtype=np.float32),
+            smooth_wpace=np.zeros(n, dtype=np.float32),
+            smooth_ts=np.full(n, np.nan, dtype=np.float64),
         )
+
+    def export(self, segment_ids: np.ndarray, last_tick_ts: float | None) -> dict[str, Any]:
+        """Numpy arrays (one row per segment) and JSON-able values; see ``import_``."""
+        out: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "segment_id": [str(x) for x in segment_ids],
+            "last_tick_ts": last_tick_ts,
+        }
+        for key in _EXPORTED_ROWS:
+            out[key] = getattr(self, key).copy()
+        return out
+
+    def import_(self, state: dict[str, Any], segment_ids: np.ndarray) -> None:
+        """Take back an ``export``: rows matched by segment id; all checked before any is written."""
+        if not isinstance(state, dict):
+            raise ValueError(f"engine state: expected a dict, got {type(state).__name__}")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"engine state: version {state.get('version')!r}, expected {STATE_VERSION}")
+        ids = state.get("segment_id")
+        if not isinstance(ids, list | tuple | np.ndarray):
+            raise ValueError("engine state: 'segment_id' missing or not a list of segment ids")
+        n_rows = len(ids)
+        arrays: dict[str, np.ndarray] = {}
+        for key, dtype in _EXPORTED_ROWS.items():
+            if key not in state:
+                raise ValueError(f"engine state: key {key!r} missing")
+            arr = np.asarray(state[key])
+            want = getattr(self, key)
+            if arr.shape[:1] != (n_rows,) or arr.shape[1:] != want.shape[1:]:
+                raise ValueError(
+                    f"engine state: {key!r} has shape {arr.shape}, expected ({n_rows}, ...{want.shape[1:]})"
+                )
+            arrays[key] = arr.astype(dtype, copy=False)
+        position = {str(sid): i for i, sid in enumerate(segment_ids)}
+        src = np.fromiter((i for i, sid in enumerate(ids) if str(sid) in position), dtype=np.int64)
+        dst = np.fromiter((position[str(ids[i])] for i in src), dtype=np.int64, count=len(src))
+        for key, arr in arrays.items():
+            if key == "free_flow_kmh":
+                # Published snapshots share this array: replace it, never write into it.
+                fresh = self.free_flow_kmh.copy()
+                fresh[dst] = arr[src]
+                self.free_flow_kmh = fresh
+            else:
+                getattr(self, key)[dst] = arr[src]
 
 
 class DetectorState:
@@ -145,6 +255,7 @@ class DetectorState:
         info["segment"] = segment
         info["lane"] = np.clip(np.asarray(lane), -1, 127)
         info["is_camera"] = is_camera
+        info["usable"] = True
         rec = aligned_records(len(segment), DETECTOR_STATE_RECORD)
         for name in ("last_ts", "last_count", "last_occupancy_pct", "last_speed_kmh"):
             rec[name] = np.nan
@@ -156,6 +267,11 @@ class DetectorState:
     @property
     def segment(self) -> np.ndarray:
         return self.info["segment"]
+
+    @property
+    def usable(self) -> np.ndarray:
+        """Per detector: its readings feed estimates (False: set unusable, e.g. unhealthy)."""
+        return self.info["usable"]
 
     @property
     def last_ts(self) -> np.ndarray:
@@ -188,10 +304,22 @@ class SegmentScratch:
         self.records = records
 
     @classmethod
-    def initial(cls, speed_limit_kmh: np.ndarray) -> SegmentScratch:
+    def initial(
+        cls,
+        speed_limit_kmh: np.ndarray,
+        length_m: np.ndarray | None = None,
+        loop_position: np.ndarray | None = None,
+        signalised: np.ndarray | None = None,
+        signal_timing: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> SegmentScratch:
         rec = aligned_records(len(speed_limit_kmh), SEGMENT_SCRATCH_RECORD)
         rec["speed_limit_kmh"] = speed_limit_kmh
         rec["newest_ts"] = -np.inf  # "none yet", and a plain max() takes any ts over it
+        rec["length_m"] = 100.0 if length_m is None else np.maximum(length_m, 1.0)
+        rec["loop_position"] = 0.7 if loop_position is None else loop_position
+        rec["signalised"] = False if signalised is None else signalised
+        rec["signal_cycle_s"] = np.nan if signal_timing is None else signal_timing[0]
+        rec["green_ratio"] = np.nan if signal_timing is None else signal_timing[1]
         return cls(rec)
 
     def field(self, name: str) -> np.ndarray:

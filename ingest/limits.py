@@ -38,14 +38,23 @@ class IngestLimits:
     #: reading is caught when its first copy is among that detector's last N accepted readings
     #: (with 30 s intervals, 32 covers 16 minutes) or newer than all of them.
     duplicate_memory: int = 32
+    #: Lateness bound (s). The watermark is the newest accepted ``ts`` minus this; a reading behind
+    #: the watermark whose tick has already run is refused as ``late``.
+    lateness_s: float = 300.0
+    #: A detector whose timestamps run ahead of (or behind) arrival by more than this, on a moving
+    #: mean, is reported as clock-skewed (s). Loops report at the end of their interval and the
+    #: network adds seconds, so a minute is clearly a clock problem.
+    max_skew_s: float = 60.0
 
     def __post_init__(self) -> None:
         for name in ("max_payload_bytes", "max_batch_readings", "duplicate_memory"):
             if getattr(self, name) < 1:
                 raise ValueError(f"IngestLimits.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_interval_s", "max_speed_kmh", "max_veh_per_s_per_lane"):
+        for name in ("max_interval_s", "max_speed_kmh", "max_veh_per_s_per_lane", "max_skew_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"IngestLimits.{name} must be > 0, got {getattr(self, name)}")
+        if not self.lateness_s >= 0:
+            raise ValueError(f"IngestLimits.lateness_s must be >= 0, got {self.lateness_s}")
         if not self.max_future_s >= 0:
             raise ValueError(f"IngestLimits.max_future_s must be >= 0, got {self.max_future_s}")
         if not 0 <= self.max_lane <= 32_767:  # ReadingBatch.lane is int16

@@ -6,7 +6,15 @@ on bad input; counters on it feed the ``roadpulse_readings_*_total`` metrics.
 
 Rejection codes (the metric label): ``unknown_topic``, ``too_large``, ``bad_json``, ``bad_shape``,
 ``missing_field``, ``bad_type``, ``out_of_range``, ``bad_timestamp``, ``topic_mismatch``,
-``unknown_detector``, ``lane_mismatch``, ``duplicate``.
+``unknown_detector``, ``bad_id``, ``lane_mismatch``, ``duplicate``, ``late``.
+
+Late, duplicated and out-of-order readings (the README's "Late and out-of-order readings"): a
+reading is accepted once (``duplicate`` otherwise). Out-of-order readings are fine while they are
+ahead of the *watermark* (the newest ``ts`` accepted so far minus ``limits.lateness_s``) or newer
+than the last tick; a reading whose tick already ran *and* that is behind the watermark is refused
+as ``late``. Clock skew: in live mode every reading's ``ts - now`` feeds a per-detector moving
+estimate; detectors whose estimate exceeds ``limits.max_skew_s`` either way are reported by
+`ReadingParser.clock_skew_records` and counted in ``skewed_readings``.
 
 Speed matters here (every reading of a city passes through), so validation is one plain function
 over the decoded dict: exact ``type(...) is`` checks (which also keep ``true`` from passing as 1) and
@@ -18,13 +26,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
-from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -38,6 +47,8 @@ from ingest._values import (
     refuse_constant,
     show,
 )
+from ingest.binary_batch import BINARY_TOPIC_SUFFIX, VALIDATED_TOPIC_SUFFIX, decode_binary_batch
+from ingest.dedupe import DuplicateMemory
 from ingest.limits import IngestLimits
 from ingest.rejections import Rejection, excerpt
 from roadgraph.detectors import DetectorRegistry
@@ -49,6 +60,11 @@ _DEFAULT_LIMITS = IngestLimits()
 
 #: Topic suffix (after ``{prefix}detectors/``) that carries an array; no detector may be named so.
 BATCH_TOPIC_SUFFIX = "batch"
+#: Characters refused in an unknown detector id (topic injection, terminal control characters).
+_TOPIC_UNSAFE = re.compile(r"[\x00-\x1f\x7f/+#]")
+#: Clock-skew estimate: readings before a verdict, and the moving mean's window.
+_SKEW_MIN_READINGS = 3
+_SKEW_WINDOW = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +109,26 @@ class ReadingParser:
         self._max_veh_per_s = limits.max_veh_per_s_per_lane
         self._max_speed_kmh = limits.max_speed_kmh
         self._max_lane = limits.max_lane
-        # Duplicate memory, per detector: the newest accepted ts, plus a ring of the last N
-        # accepted ts (allocated on a detector's first reading). A ts newer than the newest cannot
-        # be a duplicate, so the ring is only searched for late or repeated readings.
-        self._newest_ts: list[float] = [-math.inf] * len(detectors)
-        self._recent_ts: list[array[float] | None] = [None] * len(detectors)
-        self._recent_pos: list[int] = [0] * len(detectors)
+        self._binary_topic = self._topic_head + BINARY_TOPIC_SUFFIX
+        self._duplicates = DuplicateMemory(len(detectors), limits.duplicate_memory)
+        self._remember: Callable[[int, float], bool] = self._duplicates.remember
+        self._registry_lane_array = detectors.lane.astype(np.int16)
+        # The watermark: newest accepted ts minus the lateness bound; and the last tick that ran.
+        self._lateness_s = limits.lateness_s
+        self._newest_seen = -math.inf
+        self._watermark = -math.inf
+        self._ticked_through = -math.inf
+        # Clock skew, live only (a replay's timestamps are not comparable with the wall clock).
+        self._track_skew = math.isfinite(limits.max_future_s)
+        self._max_skew_s = limits.max_skew_s
+        # Plain lists: the per-reading update is several times faster than numpy scalar access.
+        self._skew_s: list[float] = [0.0] * len(detectors)
+        self._skew_n: list[int] = [0] * len(detectors)
         self._empty = ReadingBatch.empty()
+        self._dictionary_cache: dict[bytes, np.ndarray] = {}
+
+        #: Readings accepted while their detector's clock was flagged as skewed.
+        self.skewed_readings = 0
 
         #: Readings accepted so far (each counted once, however often delivered).
         self.accepted_total = 0
@@ -120,33 +149,138 @@ class ReadingParser:
 
     # ------------------------------------------------------------------ public entry points
 
+    @property
+    def watermark(self) -> float:
+        """Newest accepted ``ts`` minus the lateness bound (-inf before the first reading)."""
+        return self._watermark
+
+    def mark_ticked(self, tick_ts: float) -> None:
+        """Tell the parser that the tick at ``tick_ts`` ran: readings at or before it that are
+        also behind the watermark are refused as ``late`` from now on."""
+        if tick_ts > self._ticked_through:
+            self._ticked_through = tick_ts
+
+    def clock_skew_records(self) -> list[dict[str, Any]]:
+        """Detectors whose clock looks skewed: ``ts - arrival`` estimate beyond ``max_skew_s``.
+
+        ``skew_s`` > 0: the detector's timestamps run ahead of the engine's clock; < 0: behind
+        (a slow clock, or readings held back before sending). Needs 3 readings for a verdict.
+        """
+        limit = self._limits.max_skew_s
+        skew_s, skew_n = np.asarray(self._skew_s), np.asarray(self._skew_n)
+        flagged = np.flatnonzero((np.abs(skew_s) > limit) & (skew_n >= _SKEW_MIN_READINGS))
+        ids = self._detectors.detector_id
+        return [
+            {
+                "detector_id": str(ids[k]),
+                "skew_s": round(float(self._skew_s[k]), 1),
+                "readings": int(self._skew_n[k]),
+                "direction": "ahead" if self._skew_s[k] > 0 else "behind",
+            }
+            for k in flagged.tolist()
+        ]
+
+    def skew_estimate_s(self, detector_id: str) -> float | None:
+        """The clock-skew estimate of one detector (None before its first live reading)."""
+        k = self._index_of.get(detector_id)
+        if k is None or self._skew_n[k] == 0:
+            return None
+        return float(self._skew_s[k])
+
+    def export_state(self) -> dict[str, Any]:
+        """Duplicate memory, watermark and skew estimates (numpy arrays and floats), so that a
+        restarted engine still refuses what the broker re-delivers."""
+        return {
+            **{f"dup_{k}": v for k, v in self._duplicates.export_state().items()},
+            "newest_seen": self._newest_seen,
+            "ticked_through": self._ticked_through,
+            "skew_s": np.asarray(self._skew_s, dtype=np.float64),
+            "skew_n": np.asarray(self._skew_n, dtype=np.int64),
+            "detector_ids": np.asarray([str(d) for d in self._detectors.detector_id]),
+        }
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        ids = [str(d) for d in np.asarray(state["detector_ids"]).tolist()]
+        if ids != [str(d) for d in self._detectors.detector_id]:
+            raise ValueError("parser state is for another detector registry")
+        self._duplicates.import_state({k[4:]: state[k] for k in ("dup_newest", "dup_recent", "dup_pos")})
+        self._newest_seen = float(state["newest_seen"])
+        self._watermark = self._newest_seen - self._lateness_s
+        self._ticked_through = float(state["ticked_through"])
+        skew_s, skew_n = np.asarray(state["skew_s"]), np.asarray(state["skew_n"])
+        if skew_s.shape != (len(self._skew_s),) or skew_n.shape != (len(self._skew_n),):
+            raise ValueError("parser state: skew estimates for another detector count")
+        self._skew_s = skew_s.astype(np.float64).tolist()
+        self._skew_n = skew_n.astype(np.int64).tolist()
+
     def parse_message(self, topic: str, payload: bytes) -> ParseResult:
-        """One MQTT message: ``{prefix}detectors/{detector_id}`` or ``{prefix}detectors/batch``."""
+        """One MQTT message: ``{prefix}detectors/{detector_id}``, ``{prefix}detectors/batch``
+        (JSON array) or ``{prefix}detectors/batch/bin`` (binary batch)."""
+        rows: list[Row] = []
+        rejections: list[Rejection] = []
+        batch = self.parse_into(topic, payload, rows, rejections)
+        if batch is not None:
+            return ParseResult(batch, rejections)
+        if not rows:
+            return ParseResult(self._empty, rejections)
+        return ParseResult(_batch_of_one(rows[0]) if len(rows) == 1 else _batch_of_rows(rows), rejections)
+
+    def parse_into(
+        self, topic: str, payload: bytes, rows: list[Row], rejections: list[Rejection]
+    ) -> ReadingBatch | None:
+        """The hot path: append accepted rows to ``rows`` and refusals to ``rejections``.
+
+        A binary batch is returned as a `ReadingBatch` of its own (it arrives as columns); every
+        other message returns None. Many messages can so be gathered into one batch.
+        """
         if len(payload) > self._limits.max_payload_bytes:
-            return self._refuse_message(
-                topic,
-                "too_large",
-                f"payload of {len(payload)} bytes exceeds the limit of {self._limits.max_payload_bytes}",
-                payload,
-            )
+            reason = f"payload of {len(payload)} bytes exceeds the limit of {self._limits.max_payload_bytes}"
+            self._refuse(rejections, topic, "too_large", reason, payload)
+            return None
         head = self._topic_head
         if not topic.startswith(head):
-            return self._refuse_message(topic, "unknown_topic", self._unknown_topic_reason(topic), payload)
+            self._refuse(rejections, topic, "unknown_topic", self._unknown_topic_reason(topic), payload)
+            return None
         topic_id = topic[len(head) :]
         if topic_id == BATCH_TOPIC_SUFFIX:
-            return self._parse_batch_message(topic, payload)
+            rows.extend(self._parse_batch_message(topic, payload, rejections))
+            return None
+        if topic_id in (BINARY_TOPIC_SUFFIX, VALIDATED_TOPIC_SUFFIX):
+            return self._parse_binary_message(topic, payload, rejections)
         if not topic_id or "/" in topic_id:
-            return self._refuse_message(topic, "unknown_topic", self._unknown_topic_reason(topic), payload)
+            self._refuse(rejections, topic, "unknown_topic", self._unknown_topic_reason(topic), payload)
+            return None
+        if "%" in topic_id:  # ids with '#', '+', '/' travel percent-encoded in topics
+            topic_id = unquote(topic_id)
 
-        # The single-reading hot path: decode, validate, remember, one-row batch.
+        # The single-reading hot path: decode, validate, remember, one row.
+        now = self._clock()
         try:
-            row = self._validate(self._decode(payload), topic_id, self._clock() + self._limits.max_future_s)
+            row = self._validate(self._decode(payload), topic_id, now + self._limits.max_future_s)
         except RefusalError as exc:
-            return self._refuse_message(topic, exc.code, exc.reason, payload)
+            self._refuse(rejections, topic, exc.code, exc.reason, payload)
+            return None
         if not self._remember(row[0], row[1]):
-            return self._refuse_message(topic, "duplicate", _duplicate_reason(row[1], topic_id), payload)
+            self._refuse(rejections, topic, "duplicate", _duplicate_reason(row[1], topic_id), payload)
+            return None
+        self._note_accepted(row[0], row[1], now)
         self.accepted_total += 1
-        return ParseResult(_batch_of_one(row), [])
+        rows.append(row)
+        return None
+
+    def _note_accepted(self, k: int, ts: float, now: float) -> None:
+        """Advance the watermark and the detector's clock-skew estimate."""
+        if ts > self._newest_seen:
+            self._newest_seen = ts
+            self._watermark = ts - self._lateness_s
+        if self._track_skew:
+            skew = self._skew_s
+            n = self._skew_n[k] + 1
+            self._skew_n[k] = n
+            # A moving mean that starts as a plain mean, then forgets with weight 1/8.
+            skew[k] += (ts - now - skew[k]) / min(n, _SKEW_WINDOW)
+            if n >= _SKEW_MIN_READINGS and abs(skew[k]) > self._max_skew_s:
+                self.skewed_readings += 1
 
     def parse_object(self, obj: object, *, topic: str, line: int | None = None) -> ParseResult:
         """An already decoded reading (dict) or array of readings (list), e.g. from a file.
@@ -163,7 +297,9 @@ class ReadingParser:
                 reason = where + self._batch_too_large_reason(len(obj))
                 self._refuse(rejections, topic, "too_large", reason, "")
                 return ParseResult(self._empty, rejections)
-            rows = self._collect(obj, topic, where, max_ts, rejections)
+            rows = self._collect(
+                obj, topic, where, max_ts, rejections, now=max_ts - self._limits.max_future_s
+            )
             return ParseResult(_batch_of_rows(rows) if rows else self._empty, rejections)
         topic_id = self._topic_id(topic)
         try:
@@ -175,6 +311,7 @@ class ReadingParser:
             reason = where + _duplicate_reason(row[1], self._id_of(row[0]))
             self._refuse(rejections, topic, "duplicate", reason, excerpt_source(obj))
             return ParseResult(self._empty, rejections)
+        self._note_accepted(row[0], row[1], max_ts - self._limits.max_future_s)
         self.accepted_total += 1
         return ParseResult(_batch_of_one(row), rejections)
 
@@ -206,6 +343,9 @@ class ReadingParser:
                 continue
             if remember(row[0], row[1]):
                 rows.append(row)
+                if row[1] > self._newest_seen:
+                    self._newest_seen = row[1]
+                    self._watermark = row[1] - self._lateness_s
             else:
                 reason = f"{source}:{number}: " + _duplicate_reason(row[1], self._id_of(row[0]))
                 self._refuse(rejections, source, "duplicate", reason, raw)
@@ -214,22 +354,152 @@ class ReadingParser:
 
     # ------------------------------------------------------------------ messages and arrays
 
-    def _parse_batch_message(self, topic: str, payload: bytes) -> ParseResult:
+    def _parse_batch_message(self, topic: str, payload: bytes, rejections: list[Rejection]) -> list[Row]:
         try:
             obj = self._decode(payload)
         except RefusalError as exc:
-            return self._refuse_message(topic, exc.code, exc.reason, payload)
+            self._refuse(rejections, topic, exc.code, exc.reason, payload)
+            return []
         if not isinstance(obj, list):
             reason = f"expected a JSON array of readings on {self._batch_topic}, got {describe(obj)}"
-            return self._refuse_message(topic, "bad_shape", reason, payload)
+            self._refuse(rejections, topic, "bad_shape", reason, payload)
+            return []
         if len(obj) > self._limits.max_batch_readings:
-            return self._refuse_message(topic, "too_large", self._batch_too_large_reason(len(obj)), payload)
-        rejections: list[Rejection] = []
-        rows = self._collect(obj, topic, "", self._clock() + self._limits.max_future_s, rejections)
-        return ParseResult(_batch_of_rows(rows) if rows else self._empty, rejections)
+            self._refuse(rejections, topic, "too_large", self._batch_too_large_reason(len(obj)), payload)
+            return []
+        now = self._clock()
+        return self._collect(obj, topic, "", now + self._limits.max_future_s, rejections, now=now)
+
+    def _parse_binary_message(
+        self, topic: str, payload: bytes, rejections: list[Rejection]
+    ) -> ReadingBatch | None:
+        """A binary batch (see `ingest.binary_batch`): validated column-wise, explained row-wise."""
+        try:
+            raw_ids, ids, rec = decode_binary_batch(payload, max_records=self._limits.max_batch_readings)
+        except RefusalError as exc:
+            self._refuse(rejections, topic, exc.code, exc.reason, payload)
+            return None
+        n = len(rec)
+        if n == 0:
+            return None
+        now = self._clock()
+        max_ts = now + self._limits.max_future_s
+        lim = self._limits
+        k_of_ref = self._dictionary_indices(raw_ids, ids)
+        ref = rec["id_ref"].astype(np.int64)
+        bad_ref = ref >= len(ids)
+        k = np.where(bad_ref, -1, k_of_ref[np.minimum(ref, max(len(ids) - 1, 0))] if len(ids) else -1)
+        ts, iv, count = rec["ts"], rec["interval_s"], rec["count"]
+        occ, speed, lane = rec["occupancy_pct"], rec["speed_kmh"], rec["lane"]
+        reg_lane = self._registry_lane_array[np.maximum(k, 0)]
+        # Written so that NaN fails every range test (comparisons with NaN are False).
+        good = (k >= 0) & (ts >= lim.min_ts) & (ts <= max_ts)
+        good &= ~((ts < self._watermark) & (ts <= self._ticked_through))
+        good &= (iv > 0) & (iv <= lim.max_interval_s)
+        good &= (
+            (count >= 0) & (count <= iv * np.float32(lim.max_veh_per_s_per_lane)) & (count == np.floor(count))
+        )
+        good &= (occ >= 0) & (occ <= 100)
+        good &= np.isnan(speed) | ((speed >= 0) & (speed <= lim.max_speed_kmh))
+        good &= (lane == -1) | ((lane >= 0) & (lane <= lim.max_lane) & ((reg_lane < 0) | (reg_lane == lane)))
+        if not good.all():
+            for i in np.flatnonzero(~good).tolist():
+                self._refuse_record(rejections, topic, ids, rec[i], i, max_ts)
+        idx = np.flatnonzero(good)
+        if len(idx) == 0:
+            return None
+        k_good, ts_good = k[idx], ts[idx]
+        fresh = self._duplicates.remember_many(k_good, ts_good)
+        if not fresh.all():
+            for j in np.flatnonzero(~fresh).tolist():
+                i = int(idx[j])
+                reason = f"records[{i}]: " + _duplicate_reason(float(ts[i]), self._id_of(int(k[i])))
+                self._refuse(rejections, topic, "duplicate", reason, "")
+            idx, k_good, ts_good = idx[fresh], k_good[fresh], ts_good[fresh]
+            if len(idx) == 0:
+                return None
+        newest = float(ts_good.max())
+        if newest > self._newest_seen:
+            self._newest_seen = newest
+            self._watermark = newest - self._lateness_s
+        if self._track_skew:
+            self._note_skew_columns(k_good, ts_good - now)
+        self.accepted_total += len(idx)
+        lane_good = lane[idx]
+        return ReadingBatch(
+            k_good.astype(np.int32),
+            ts_good.astype(np.float64),
+            iv[idx].astype(np.float32),
+            count[idx].astype(np.float32),
+            occ[idx].astype(np.float32),
+            speed[idx].astype(np.float32),
+            np.where(lane_good < 0, reg_lane[idx], lane_good).astype(np.int16),
+        )
+
+    def _dictionary_indices(self, raw: bytes, ids: list[str]) -> np.ndarray:
+        """Registry index of each dictionary id (-1: unknown). Publishers send the same
+        dictionary message after message, so the mapping is cached by the dictionary's bytes."""
+        cached = self._dictionary_cache.get(raw)
+        if cached is not None and len(cached) == len(ids):  # b"" is no ids or one empty id
+            return cached
+        index_of = self._index_of
+        mapping = np.fromiter((index_of.get(d, -1) for d in ids), dtype=np.int64, count=len(ids))
+        if len(self._dictionary_cache) >= 8:
+            self._dictionary_cache.pop(next(iter(self._dictionary_cache)))
+        self._dictionary_cache[raw] = mapping
+        return mapping
+
+    def _refuse_record(
+        self, rejections: list[Rejection], topic: str, ids: list[str], record: Any, i: int, max_ts: float
+    ) -> None:
+        """Why binary record ``i`` was refused: the JSON rules applied to it, so reasons match."""
+        ref = int(record["id_ref"])
+        if ref >= len(ids):
+            reason = f"records[{i}]: id_ref {ref} outside the dictionary of {len(ids)} ids"
+            self._refuse(rejections, topic, "bad_shape", reason, "")
+            return
+        speed = float(record["speed_kmh"])
+        obj: dict[str, Any] = {
+            "detector_id": ids[ref],
+            "ts": float(record["ts"]),
+            "interval_s": float(record["interval_s"]),
+            "count": float(record["count"]),
+            "occupancy_pct": float(record["occupancy_pct"]),
+            "speed_kmh": None if speed != speed else speed,
+        }
+        if int(record["lane"]) != -1:
+            obj["lane"] = int(record["lane"])
+        try:
+            self._validate(obj, None, max_ts)
+        except RefusalError as exc:
+            self._refuse(rejections, topic, exc.code, f"records[{i}]: {exc.reason}", excerpt_source(obj))
+            return
+        self._refuse(rejections, topic, "out_of_range", f"records[{i}]: refused by the column checks", "")
+
+    def _note_skew_columns(self, k: np.ndarray, ahead_s: np.ndarray) -> None:
+        """Skew estimates from a column of readings: one update per detector with its mean."""
+        n_det = len(self._skew_s)
+        skew_s, skew_n = np.asarray(self._skew_s), np.asarray(self._skew_n)
+        counts = np.bincount(k, minlength=n_det)
+        touched = np.flatnonzero(counts)
+        means = np.bincount(k, weights=ahead_s, minlength=n_det)[touched] / counts[touched]
+        n = skew_n[touched] + counts[touched]
+        skew_n[touched] = n
+        skew_s[touched] += (means - skew_s[touched]) / np.minimum(n, _SKEW_WINDOW)
+        self._skew_s, self._skew_n = skew_s.tolist(), skew_n.tolist()
+        flagged = (np.abs(skew_s[touched]) > self._limits.max_skew_s) & (n >= _SKEW_MIN_READINGS)
+        if flagged.any():
+            self.skewed_readings += int(counts[touched][flagged].sum())
 
     def _collect(
-        self, items: list[object], topic: str, where: str, max_ts: float, rejections: list[Rejection]
+        self,
+        items: list[object],
+        topic: str,
+        where: str,
+        max_ts: float,
+        rejections: list[Rejection],
+        *,
+        now: float,
     ) -> list[Row]:
         """Validate the elements of an array; a bad element refuses only itself, named by index."""
         validate, remember = self._validate, self._remember
@@ -243,6 +513,7 @@ class ReadingParser:
                 continue
             if remember(row[0], row[1]):
                 rows.append(row)
+                self._note_accepted(row[0], row[1], now)
             else:
                 reason = f"{where}readings[{i}]: " + _duplicate_reason(row[1], self._id_of(row[0]))
                 self._refuse(rejections, topic, "duplicate", reason, excerpt_source(item))
@@ -291,6 +562,12 @@ class ReadingParser:
             why = self._detectors.ignored.get(detector_id)
             if why is not None:
                 raise RefusalError("unknown_detector", f"detector_id {show(detector_id)} is not used: {why}")
+            if _TOPIC_UNSAFE.search(detector_id):
+                raise RefusalError(
+                    "bad_id",
+                    f"detector_id {show(detector_id)} is unknown and contains a character that is not "
+                    "allowed in an id (NUL or another control character, '/', '+' or '#')",
+                )
             raise RefusalError("unknown_detector", f"unknown detector_id {show(detector_id)}")
 
         ts = get("ts")
@@ -306,6 +583,8 @@ class ReadingParser:
                 raise _implausible_ts(ts, ts_s, max_ts, self._limits)
         else:
             raise _wrong_type(obj, "ts", ts, "epoch seconds or an ISO 8601 string with offset")
+        if ts_s < self._watermark and ts_s <= self._ticked_through:
+            raise RefusalError("late", self._late_reason(ts_s))
 
         interval_s = get("interval_s")
         kind = type(interval_s)
@@ -369,23 +648,6 @@ class ReadingParser:
 
         return (k, ts_s, float(interval_s), float(count), float(occupancy_pct), speed, lane_index)
 
-    def _remember(self, k: int, ts: float) -> bool:
-        """Record an accepted (detector, ts); False when it was already accepted (a duplicate)."""
-        if ts > self._newest_ts[k]:
-            self._newest_ts[k] = ts
-        else:
-            recent = self._recent_ts[k]
-            if recent is not None and ts in recent:
-                return False
-        recent = self._recent_ts[k]
-        if recent is None:
-            recent = self._recent_ts[k] = array("d", [math.nan]) * self._limits.duplicate_memory
-        pos = self._recent_pos[k]
-        recent[pos] = ts
-        pos += 1
-        self._recent_pos[k] = pos if pos < len(recent) else 0
-        return True
-
     # ------------------------------------------------------------------ refusals
 
     def _refuse(self, out: list[Rejection], topic: str, code: str, reason: str, source: bytes | str) -> None:
@@ -396,6 +658,13 @@ class ReadingParser:
         rejections: list[Rejection] = []
         self._refuse(rejections, topic, code, reason, payload)
         return ParseResult(self._empty, rejections)
+
+    def _late_reason(self, ts_s: float) -> str:
+        return (
+            f"late: ts {_show_ts(ts_s)} is behind the watermark {_show_ts(self._watermark)} (newest ts "
+            f"{_show_ts(self._newest_seen)} minus the lateness bound of {self._lateness_s:g} s) and "
+            f"the tick at {_show_ts(self._ticked_through)} has already run"
+        )
 
     def _id_of(self, k: int) -> str:
         return str(self._detectors.detector_id[k])
@@ -452,6 +721,10 @@ def _clamped_float(value: float) -> float:
         return float(value)
     except OverflowError:
         return math.inf if value > 0 else -math.inf
+
+
+def _show_ts(ts: float) -> str:
+    return str(int(ts)) if ts.is_integer() else f"{ts:.3f}"
 
 
 def _duplicate_reason(ts: float, detector_id: str) -> str:

@@ -70,7 +70,7 @@ import re
 import xml.etree.ElementTree as ET
 from array import array
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +193,8 @@ class _OsmData:
     signals: set[int]
     ways: list[tuple[int, list[int], dict[str, str]]]
     ways_seen: int
+    #: ``type=restriction`` relations, as kept in ``meta["turn_restrictions"]`` (see graph_from_osm)
+    restrictions: list[dict[str, object]] = field(default_factory=list)
 
 
 def _open_osm(path: Path) -> io.BufferedIOBase:
@@ -223,6 +225,8 @@ def _parse(path: Path) -> _OsmData:
                     _read_node(path, elem, data)
                 elif tag == "way":
                     _read_way(path, elem, data)
+                elif tag == "relation":
+                    _read_restriction(elem, data)
                 if tag in ("node", "way", "relation"):
                     # drop the finished element (and its <tag>/<nd> children) from the tree
                     root.clear()
@@ -285,6 +289,30 @@ def _read_way(path: Path, elem: ET.Element, data: _OsmData) -> None:
     data.ways.append((way_id, refs, tags))
 
 
+def _read_restriction(elem: ET.Element, data: _OsmData) -> None:
+    """Keep a turn restriction relation's kind and members; ``roadgraph.turns`` applies it."""
+    if _deleted(elem):
+        return
+    tags = {child.get("k", ""): child.get("v", "") for child in elem if child.tag == "tag"}
+    if tags.get("type") != "restriction":
+        return
+    kind = tags.get("restriction:motorcar") or tags.get("restriction")
+    if not kind:
+        return  # only conditional or other vehicles' restrictions
+    members: dict[str, list[str]] = {"from_ways": [], "via_nodes": [], "via_ways": [], "to_ways": []}
+    for child in elem:
+        if child.tag != "member":
+            continue
+        role, kind_of_member, ref = child.get("role"), child.get("type"), child.get("ref", "")
+        if role in ("from", "to") and kind_of_member == "way":
+            members[f"{role}_ways"].append(ref)
+        elif role == "via":
+            members["via_nodes" if kind_of_member == "node" else "via_ways"].append(ref)
+    data.restrictions.append(
+        {"id": elem.get("id", ""), "restriction": kind, "except": tags.get("except", ""), **members}
+    )
+
+
 def graph_from_osm(path: str | Path, *, signal_lookback_m: float = 30.0) -> RoadNetwork:
     """Load an OSM XML file (plain, ``.bz2`` or ``.gz``) as a RoadNetwork of directed segments.
 
@@ -292,7 +320,11 @@ def graph_from_osm(path: str | Path, *, signal_lookback_m: float = 30.0) -> Road
     ``highway=traffic_signals`` node still marks the junction as signalised. See the module
     docstring for which ways are kept, how they are cut, and how tags are read. Raises
     ``NetworkFileError`` for unreadable or malformed files and for files with no drivable road.
-    ``meta`` records ``ways``, ``drivable_ways``, ``missing_node_refs`` and ``signal_nodes``.
+    ``meta`` records ``ways``, ``drivable_ways``, ``missing_node_refs``, ``signal_nodes`` and
+    ``turn_restrictions``: one dict per ``type=restriction`` relation (``id``, ``restriction`` — the
+    ``restriction:motorcar`` value when tagged, else ``restriction`` —, ``except``, and the member
+    refs as strings in ``from_ways``, ``via_nodes``, ``via_ways``, ``to_ways``), which
+    ``roadgraph.turns`` turns into forbidden transitions.
     """
     path = Path(path)
     data = _parse(path)
@@ -431,5 +463,16 @@ def graph_from_osm(path: str | Path, *, signal_lookback_m: float = 30.0) -> Road
             "drivable_ways": len(data.ways),
             "missing_node_refs": missing_refs,
             "signal_nodes": len(data.signals),
+            "turn_restrictions": data.restrictions,
+            # Every OSM node of every segment, for feeds keyed by OSM node pairs (the OSRM traffic
+            # CSV): segment i runs over node_ids[piece_start[p]:piece_end[p]] with
+            # p = segment_piece[i], reversed where segment_forward[i] is false.
+            "osm_nodes": {
+                "node_ids": np.asarray(flat_ids, dtype=np.int64),
+                "piece_start": starts,
+                "piece_end": ends,
+                "segment_piece": sp,
+                "segment_forward": fw,
+            },
         },
     )

@@ -76,6 +76,8 @@ class _SumoData:
     edges: list[_Edge] = field(default_factory=list)
     junctions: dict[str, tuple[str, float, float]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # edge id -> why it is not a segment
+    #: (from edge, to edge, fromLane, toLane) of every connection between two non-internal edges
+    connections: list[tuple[str, str, int, int]] = field(default_factory=list)
 
 
 def admits_passenger(allow: str | None, disallow: str | None) -> bool:
@@ -145,6 +147,19 @@ class _NetReader:
                 self.data.junctions[jid] = (attrs.get("type", ""), x, y)
         elif tag == "location":
             self.data.location = attrs
+        elif tag == "connection":
+            self.edge = None
+            src, dst = attrs.get("from", ""), attrs.get("to", "")
+            if src and dst and not src.startswith(":") and not dst.startswith(":"):
+                where = f"<connection from={src!r} to={dst!r}>"
+                self.data.connections.append(
+                    (
+                        src,
+                        dst,
+                        int(self.number(f"{where} fromLane", attrs.get("fromLane"))),
+                        int(self.number(f"{where} toLane", attrs.get("toLane"))),
+                    )
+                )
 
     def lane(self, edge: _Edge, attrs: dict[str, str]) -> _Lane:
         where = f"<lane id={attrs.get('id')!r}> of edge {edge.attrs['id']!r}"
@@ -227,8 +242,11 @@ def graph_from_sumo(path: str | Path) -> RoadNetwork:
     See the module docstring for what becomes a segment and how attributes, road classes and the
     projection are read. ``meta`` records ``skipped_edges`` (edge id → reason) and ``sumo_lanes``
     (edge id → ``{sumo_lane_index: (car_lane_index or -1, lane_length_m)}``), which the detector
-    loader uses to turn SUMO lane ids into segment lanes. Raises ``NetworkFileError`` for unreadable
-    or malformed files, unsupported projections and networks without a car-usable edge.
+    loader uses to turn SUMO lane ids into segment lanes, and ``sumo_connections``: the sorted
+    ``(from_edge, to_edge)`` pairs of ``<connection>`` elements joining a car lane of one segment to
+    a car lane of another — the turns a car may make (``roadgraph.turns``). Raises
+    ``NetworkFileError`` for unreadable or malformed files, unsupported projections and networks
+    without a car-usable edge.
     """
     path = Path(path)
     data = _NetReader(path).read()
@@ -278,6 +296,18 @@ def graph_from_sumo(path: str | Path) -> RoadNetwork:
         name.append(attrs.get("name", ""))
         coords.append(_parse_shape(path, edge.line, f"<edge id={edge_id!r}>", shape))
         signalised.append(data.junctions[ends[1]][0] in SIGNAL_JUNCTION_TYPES)
+    # turns a car can make: a connection from a car lane of a segment to a car lane of a segment
+    kept = set(seg_id)
+    car_connections = sorted(
+        {
+            (src, dst)
+            for src, dst, from_lane, to_lane in data.connections
+            if src in kept
+            and dst in kept
+            and sumo_lanes[src].get(from_lane, (-1, 0.0))[0] >= 0
+            and sumo_lanes[dst].get(to_lane, (-1, 0.0))[0] >= 0
+        }
+    )
     if not seg_id:
         raise NetworkFileError(
             str(path),
@@ -323,5 +353,6 @@ def graph_from_sumo(path: str | Path) -> RoadNetwork:
             "net_offset": location.get("netOffset", "0,0"),
             "skipped_edges": data.skipped,
             "sumo_lanes": sumo_lanes,
+            "sumo_connections": car_connections,
         },
     )

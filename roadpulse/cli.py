@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .camera_cmd import add_camera_commands
 from .config import ConfigError, Settings, load_config, parse_host_port, reference_markdown
 from .inputs import UsageError, load_inputs
 
@@ -44,6 +45,19 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tick-s", type=float, help="seconds between ticks (overrides engine.tick_s)")
     run.set_defaults(handler=_cmd_run)
 
+    worker = sub.add_parser(
+        "ingest-worker", help="validate readings from a shared subscription (see ingest.from_workers)"
+    )
+    _add_config_flags(worker)
+    worker.add_argument("--broker", metavar="HOST:PORT", help="MQTT broker (overrides mqtt.host/port)")
+    worker.add_argument(
+        "--group", help="shared-subscription group (overrides ingest.shared_group; default 'ingest')"
+    )
+    worker.add_argument(
+        "--worker-id", default="1", help="stable id of this worker (its persistent MQTT session); default 1"
+    )
+    worker.set_defaults(handler=_cmd_ingest_worker)
+
     demo = sub.add_parser("demo", help="the whole system on a bundled city with generated traffic")
     demo.add_argument("--config", metavar="TOML", help="configuration file (default: built-in defaults)")
     demo.add_argument("--broker", metavar="HOST:PORT", help="broker to try first (default 127.0.0.1:1883)")
@@ -51,6 +65,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, metavar="S", help="stop after S wall seconds (default: Ctrl-C)"
     )
     demo.add_argument("--speedup", type=float, help="simulated seconds per wall second (default 120)")
+    demo.add_argument(
+        "--listen", metavar="HOST:PORT", help="dashboard and API address (overrides api.listen)"
+    )
     demo.add_argument(
         "--no-screen", action="store_true", help="print one line per tick instead of a live screen"
     )
@@ -72,12 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     replay.set_defaults(handler=_cmd_replay)
 
-    camera = sub.add_parser("camera-replay", help="camera analytics over recorded frames")
-    camera.add_argument("--camera", required=True, metavar="TOML")
-    camera.add_argument("--frames", required=True, metavar="DIR_OR_VIDEO")
-    camera.add_argument("--out", required=True, metavar="JSONL")
-    camera.add_argument("--fps", type=float)
-    camera.set_defaults(handler=_cmd_not_yet, issue="#5 (camera analytics)")
+    add_camera_commands(sub)  # camera-replay, camera-worker (roadpulse/camera_cmd.py)
 
     route = sub.add_parser("route", help="fastest route on live or given travel times")
     route.add_argument("--network", required=True)
@@ -86,8 +98,12 @@ def _build_parser() -> argparse.ArgumentParser:
     route.add_argument("--from-segment")
     route.add_argument("--to-segment")
     route.add_argument("--weights", metavar="CSV")
-    route.add_argument("--alternatives", type=int, default=0)
-    route.set_defaults(handler=_cmd_not_yet, issue="#8 (route guidance)")
+    route.add_argument("--alternatives", type=int, default=0, metavar="K", help="up to K alternative routes")
+    route.add_argument(
+        "--max-snap-m", type=float, default=100.0, metavar="M", help="farthest a point may lie from a road"
+    )
+    route.add_argument("--no-u-turns", action="store_true", help="forbid U-turns except at dead ends")
+    route.set_defaults(handler=_cmd_route)
 
     sumo = sub.add_parser("sumo-readings", help="convert SUMO induction-loop (E1) output to readings JSONL")
     sumo.add_argument("e1_output", metavar="E1.xml")
@@ -132,10 +148,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_service(network, detectors, settings)
 
 
+def _cmd_ingest_worker(args: argparse.Namespace) -> int:
+    from .ingest_worker import run_worker
+
+    overrides: dict[str, Any] = {"network.path": args.network, "network.detectors": args.detectors}
+    if args.broker:
+        host, port = parse_host_port(args.broker, key="--broker")
+        overrides.update({"mqtt.host": host, "mqtt.port": port})
+    settings = _settings(args, **overrides)
+    _network, detectors = load_inputs(settings)
+    group = args.group or settings["ingest"]["shared_group"] or "ingest"
+    return run_worker(detectors, settings, group=group, worker_id=args.worker_id)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     overrides: dict[str, Any] = {"demo.duration_s": args.duration, "demo.speedup": args.speedup}
+    if args.listen:
+        parse_host_port(args.listen, key="--listen")
+        overrides["api.listen"] = args.listen
     if args.broker:
         host, port = parse_host_port(args.broker, key="--broker")
         overrides.update({"mqtt.host": host, "mqtt.port": port})
@@ -171,6 +203,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"{exc.filename or args.readings}: {exc.strerror or exc}") from None
     return 0
+
+
+def _cmd_route(args: argparse.Namespace) -> int:
+    from .route_cmd import run_route
+
+    return run_route(args)
 
 
 def _cmd_sumo_readings(args: argparse.Namespace) -> int:

@@ -82,8 +82,43 @@ async def stop_all(components: Sequence[Any]) -> None:
 def build_components(settings: Settings, *, demo: bool = False) -> list[Any]:
     """The components ``roadpulse run`` (and ``demo``) start, from the configuration.
 
-    Each concern registers itself here with one line; keep the order: producers of shared objects
-    (closures) before their consumers (HTTP service).
+    Each concern registers itself here with one block. Order: the HTTP service first (it looks
+    shared objects up per request), then producers of shared objects (closures) before the
+    components that use them at start-up (push outboxes).
     """
     components: list[Any] = []
+    # The HTTP service first: it finds the shared objects of the others at request time (503 with
+    # the reason until they are there), so its URL is printed at once, before slower start-ups
+    # (the router's landmarks), and it stops last.
+    if settings["api"]["enabled"]:
+        from .service import HttpService
+
+        components.append(HttpService(settings, fallback_to_free_port=demo, demo_token=demo))
+    # Closures (issue 6) first: push outboxes and the HTTP service use ctx.shared["closures"].
+    if settings["closures"]["enabled"]:
+        from publishers.closure_store import SqliteClosureStore
+        from publishers.closures_component import ClosuresComponent
+
+        # The demo keeps its closures in memory unless a store is configured: no files left behind.
+        memory = demo and not settings["closures"]["store"] and not settings["closures"]["dsn"]
+        store = SqliteClosureStore(":memory:") if memory else None
+        components.append(ClosuresComponent(settings, store=store))
+    if settings.push:
+        from publishers.push_component import PushComponent
+
+        components.extend(PushComponent(endpoint, settings) for endpoint in settings.push)
+    # Cameras (issue 5): MQTT frames and worker-process sources in, stats/snapshots out, zone
+    # readings into the engine; ctx.shared["cameras"] for the HTTP service.
+    if settings["camera"]["enabled"]:
+        from .inputs import configured_cameras
+
+        cameras = configured_cameras(settings)
+        if cameras:  # OpenCV is loaded only when there are cameras
+            from .camera_component import CameraComponent
+
+            components.append(CameraComponent(settings, cameras))
+    # Route guidance (issue 8): ctx.shared["router"], re-weighted from the engine every tick.
+    from .route_live import LiveRouter
+
+    components.append(LiveRouter(settings))
     return components

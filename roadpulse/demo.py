@@ -104,6 +104,10 @@ async def _demo(settings: Settings, broker_note: str, *, screen: bool) -> int:
         loop.call_later(float(demo["duration_s"]), stop.set)
 
     view = SummaryView(network, detectors, traffic, clock, broker_note, screen=screen)
+    components = build_components(settings, demo=True)
+    for component in components:
+        if getattr(component, "name", "") == "http":  # its URL line goes on the summary screen
+            component.announce = view.service_note
     generator = asyncio.create_task(_publish_readings(settings, traffic, clock, stop, view.count_published))
     try:
         await serve(
@@ -117,7 +121,7 @@ async def _demo(settings: Settings, broker_note: str, *, screen: bool) -> int:
             on_tick=view.render,
             on_status=view.status,
             client_suffix=suffix,
-            components=build_components(settings, demo=True),
+            components=components,
         )
     finally:
         stop.set()
@@ -182,6 +186,7 @@ class SummaryView:
         self.published = 0
         self.wall0 = time.monotonic()
         self.last_status = ""
+        self.http_line = ""
         self.last_pipeline: Pipeline | None = None
         print(f"roadpulse demo: {broker_note}", flush=True)
         print(
@@ -192,6 +197,11 @@ class SummaryView:
 
     def count_published(self, n: int) -> None:
         self.published += n
+
+    def service_note(self, text: str) -> None:
+        """The HTTP service's line (dashboard URL, operator token): printed now, kept on the screen."""
+        self.http_line = text
+        print(f"  {text}", flush=True)
 
     def status(self, text: str) -> None:
         self.last_status = text
@@ -220,6 +230,7 @@ class SummaryView:
         lines = [
             "roadpulse demo — live (Ctrl-C to stop)",
             f"  {self.broker_note}",
+            *([f"  {self.http_line}"] if self.http_line else []),
             f"  simulated {_hhmm(local)} local  ×{self.clock.speedup:g}   tick {c.ticks}  "
             f"({c.last_tick_s * 1000:.1f} ms)   "
             f"{len(self.network)} segments, {len(self.detectors)} detectors",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from roadgraph import DetectorRegistry, NetworkFileError, RoadNetwork, load_detectors, load_network
 
@@ -25,6 +26,7 @@ def load_inputs(settings: Settings) -> tuple[RoadNetwork, DetectorRegistry]:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"{exc.filename}: {exc.strerror or exc}") from None
+    detectors = _with_cameras(settings, network, detectors)
     if detectors.ignored:
         first_id, why = next(iter(detectors.ignored.items()))
         print(
@@ -34,3 +36,32 @@ def load_inputs(settings: Settings) -> tuple[RoadNetwork, DetectorRegistry]:
             file=sys.stderr,
         )
     return network, detectors
+
+
+def configured_cameras(settings: Settings) -> list[Any]:
+    """The cameras the configuration names ([[cameras]] and camera.files), validated."""
+    if not settings["camera"]["enabled"]:
+        return []
+    from camera.config import CameraConfigError, cameras_from_config
+
+    path = settings.source if settings.source != "<defaults>" else None
+    try:
+        return cameras_from_config(path, settings["camera"]["files"])
+    except CameraConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _with_cameras(settings: Settings, network: RoadNetwork, detectors: DetectorRegistry) -> DetectorRegistry:
+    """Camera zones join the registry as detectors of kind "camera" (``{camera_id}:{zone_id}``)."""
+    if not settings["camera"]["feed_engine"]:
+        return detectors
+    cameras = configured_cameras(settings)
+    if not cameras:
+        return detectors
+    from camera.config import CameraConfigError
+    from camera.registry import with_camera_zones
+
+    try:
+        return with_camera_zones(detectors, network, cameras)
+    except CameraConfigError as exc:
+        raise UsageError(str(exc)) from None

@@ -4,6 +4,11 @@
 ``roadpulse demo`` with a simulated one. Tick ``T`` (a multiple of ``tick_s``) runs once the clock
 passes ``T + tick_delay_s``, so that readings for intervals ending at ``T`` have time to arrive;
 it covers every reading with ``ts ≤ T`` received by then.
+
+Faults: engine state is restored at start from ``[state] path`` (when set) and snapshotted every
+``[state] interval_s`` and at shutdown. Shutdown (SIGTERM, SIGINT, or ``stop`` set) drains: the
+source stops reading (the broker keeps what follows for our persistent session), the readings
+already accepted get a last tick, the sink delivers what is queued, then the snapshot is written.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from roadgraph.network import RoadNetwork
 
 from .components import LiveContext, after_tick_all, build_components, start_all, stop_all
 from .config import Settings
-from .mqtt import client_factory
+from .mqtt import client_factory, endpoint
 from .pipeline import Pipeline, first_tick_at_or_after
+from .snapshot import restore_snapshot, save_snapshot, stateful_parts
 
 log = logging.getLogger("roadpulse.live")
 
@@ -55,22 +61,28 @@ async def serve(
     pipeline = Pipeline(network, detectors, settings, clock=clock)
     prefix = settings["mqtt"]["prefix"]
     tick_s = float(settings["engine"]["tick_s"])
+    ingest_cfg = settings["ingest"]
+    snapshots = _Snapshots(settings, pipeline)
+    snapshots.restore()
     sink = MqttSink(client_factory(settings, role="out", unique_suffix=client_suffix), on_status=on_status)
-    async with sink:
+    try:
+        async with sink:
 
-        def on_result(result: ParseResult) -> None:
-            rejected = pipeline.accept(result)
-            if rejected:
-                sink.submit(rejected)
+            def on_result(result: ParseResult) -> None:
+                rejected = pipeline.accept(result)
+                if rejected:
+                    sink.submit(rejected)
 
-        source = MqttReadingSource(
-            client_factory(settings, role="in", persistent=True, unique_suffix=client_suffix),
-            pipeline.parser,
-            on_result,
-            prefix=prefix,
-            on_status=on_status,
-        )
-        async with source:
+            source = MqttReadingSource(
+                endpoint(settings, role="in", persistent=True, unique_suffix=client_suffix),
+                pipeline.parser,
+                on_result,
+                prefix=prefix,
+                on_status=on_status,
+                max_pending_readings=int(ingest_cfg["max_pending_readings"]),
+                shared_group=ingest_cfg["shared_group"] or None,
+                topic_filters=_worker_filters(prefix) if ingest_cfg["from_workers"] else None,
+            )
             ctx = LiveContext(
                 network=network,
                 detectors=detectors,
@@ -82,50 +94,143 @@ async def serve(
                 clock=clock,
                 shared=shared if shared is not None else {},
             )
-            await start_all(components, ctx)
+            loop = _TickLoop(
+                pipeline, sink, source, ctx, components, tick_s, tick_delay_s, on_tick, snapshots
+            )
+            source_open = False
             try:
-                await _tick_loop(pipeline, sink, ctx, components, tick_s, tick_delay_s, on_tick)
+                await source.__aenter__()
+                source_open = True
+                await start_all(components, ctx)
+                try:
+                    await loop.run()
+                    # Graceful shutdown: stop accepting (the source hands over what it read),
+                    # then tick what was accepted since the last tick, while the sink is up.
+                    source_open = False
+                    await source.__aexit__(None, None, None)
+                    loop.final_tick()
+                finally:
+                    await stop_all(components)
             finally:
-                await stop_all(components)
+                if source_open:
+                    await source.__aexit__(None, None, None)
+            loop.update_counters()
+    finally:
+        pipeline.counters.output_dropped = sink.dropped_total
+        snapshots.save()
     return pipeline
 
 
-async def _tick_loop(
-    pipeline: Pipeline,
-    sink: MqttSink,
-    ctx: LiveContext,
-    components: Sequence[Any],
-    tick_s: float,
-    tick_delay_s: float,
-    on_tick: Callable[[Pipeline], None] | None,
-) -> None:
-    stop, clock = ctx.stop, ctx.clock
-    next_tick = first_tick_at_or_after(clock(), tick_s)
-    reconnects_seen = sink.reconnects
-    while not stop.is_set():
-        now = clock()
-        if now < next_tick + tick_delay_s:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=_POLL_S)
-            continue
-        # If the engine fell behind by whole ticks (a suspended laptop, a stalled broker),
-        # run only the newest due tick: the skipped ones would publish stale states.
-        behind = int((now - tick_delay_s - next_tick) // tick_s)
-        if behind > 0:
-            log.warning("skipping %d overdue ticks", behind)
-            next_tick += behind * tick_s
+def _worker_filters(prefix: str) -> tuple[str, str]:
+    """Behind ingest workers the engine reads only what they validated (both filters the same
+    topic: a second, identical subscription is a no-op at the broker)."""
+    from ingest.binary_batch import VALIDATED_TOPIC_SUFFIX
+
+    topic = f"{prefix}detectors/{VALIDATED_TOPIC_SUFFIX}"
+    return topic, topic
+
+
+class _Snapshots:
+    """``[state] path`` / ``interval_s``: restore at start, save on an interval and at the end."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
+        self.path = settings["state"]["path"]
+        self.interval_s = float(settings["state"]["interval_s"])
+        self.pipeline = pipeline
+        self.parts = stateful_parts(pipeline)
+        self.last_saved = time.monotonic()
+
+    def restore(self) -> None:
+        if self.path:
+            restore_snapshot(self.path, self.parts)
+
+    def maybe_save(self) -> None:
+        if self.path and time.monotonic() - self.last_saved >= self.interval_s:
+            self.save()
+
+    def save(self) -> None:
+        if not self.path:
+            return
+        try:
+            size = save_snapshot(self.path, self.parts)
+        except OSError as exc:  # a full disk must not stop the engine; the next save retries
+            log.error("state snapshot %s not written: %s", self.path, exc)
+            return
+        self.last_saved = time.monotonic()
+        self.pipeline.counters.snapshots_written += 1
+        log.info("state snapshot written to %s (%d bytes)", self.path, size)
+
+
+class _TickLoop:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        sink: MqttSink,
+        source: MqttReadingSource,
+        ctx: LiveContext,
+        components: Sequence[Any],
+        tick_s: float,
+        tick_delay_s: float,
+        on_tick: Callable[[Pipeline], None] | None,
+        snapshots: _Snapshots,
+    ) -> None:
+        self.pipeline, self.sink, self.source, self.ctx = pipeline, sink, source, ctx
+        self.components, self.tick_s, self.tick_delay_s = components, tick_s, tick_delay_s
+        self.on_tick, self.snapshots = on_tick, snapshots
+        self.next_tick = first_tick_at_or_after(ctx.clock(), tick_s)
+        self.reconnects_seen = sink.reconnects
+        self.accepted_at_last_tick = pipeline.counters.accepted
+
+    async def run(self) -> None:
+        stop, clock, tick_s = self.ctx.stop, self.ctx.clock, self.tick_s
+        while not stop.is_set():
+            now = clock()
+            if now < self.next_tick + self.tick_delay_s:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=_POLL_S)
+                continue
+            # If the engine fell behind by whole ticks (a suspended laptop, a stalled broker),
+            # run only the newest due tick: the skipped ones would publish stale states.
+            behind = int((now - self.tick_delay_s - self.next_tick) // tick_s)
+            if behind > 0:
+                log.warning("skipping %d overdue ticks", behind)
+                self.pipeline.counters.ticks_skipped += behind
+                self.next_tick += behind * tick_s
+            self._tick(self.next_tick)
+            self.next_tick += tick_s
+            self.snapshots.maybe_save()
+
+    def final_tick(self) -> None:
+        """At shutdown: tick the readings accepted since the last tick (at the next tick's time)."""
+        if self.pipeline.counters.accepted > self.accepted_at_last_tick:
+            log.info(
+                "shutdown: ticking %d readings accepted since the last tick",
+                self.pipeline.counters.accepted - self.accepted_at_last_tick,
+            )
+            self._tick(self.next_tick)
+
+    def _tick(self, tick_ts: float) -> None:
+        pipeline, sink = self.pipeline, self.sink
         # A broker that restarted without persistence forgot the retained states: after
         # the sink reconnects, publish every segment once more, not only the changes.
-        full = sink.reconnects != reconnects_seen
-        reconnects_seen = sink.reconnects
-        sink.submit(pipeline.tick(next_tick, full=full))
+        full = sink.reconnects != self.reconnects_seen
+        self.reconnects_seen = sink.reconnects
+        self.accepted_at_last_tick = pipeline.counters.accepted
+        sink.submit(pipeline.tick(tick_ts, full=full))
         if pipeline.last_result is not None:
-            extra = after_tick_all(components, ctx, pipeline.last_result)
+            extra = after_tick_all(self.components, self.ctx, pipeline.last_result)
             if extra:
                 sink.submit(extra)
-        next_tick += tick_s
-        if on_tick is not None:
-            on_tick(pipeline)
+        self.update_counters()
+        if self.on_tick is not None:
+            self.on_tick(pipeline)
+
+    def update_counters(self) -> None:
+        c = self.pipeline.counters
+        c.output_dropped = self.sink.dropped_total
+        c.source_reconnects = self.source.reconnects
+        c.ingest_early_flushes = self.source.early_flushes
+        c.skewed_readings = self.pipeline.parser.skewed_readings
 
 
 def run_service(network: RoadNetwork, detectors: DetectorRegistry, settings: Settings) -> int:

@@ -11,10 +11,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from congestion import CongestionEngine, EngineSettings, TickResult
+from congestion import CongestionEngine, TickResult
+from congestion.engine import engine_parts
 from ingest import IngestLimits, ParseResult, ReadingParser
 from publishers.message import Message
 from publishers.tick_messages import TickMessages, rejection_message
@@ -22,6 +24,8 @@ from roadgraph.detectors import DetectorRegistry
 from roadgraph.network import RoadNetwork
 
 from .config import District, Settings
+from .detector_watch import DetectorWatch
+from .signal_plans import sumo_signal_timing
 
 
 @dataclass
@@ -35,6 +39,16 @@ class PipelineCounters:
     tick_seconds_total: float = 0.0
     messages_out: int = 0
     rejected_by_code: dict[str, int] = field(default_factory=dict)
+    #: Overload and fault counters (issue 4; README "Overload policy"): ticks skipped because the
+    #: engine fell behind by whole ticks, early hand-overs of a full ingest buffer, output
+    #: messages the sink dropped, source reconnects, readings from clock-skewed detectors,
+    #: state snapshots written.
+    ticks_skipped: int = 0
+    ingest_early_flushes: int = 0
+    output_dropped: int = 0
+    source_reconnects: int = 0
+    skewed_readings: int = 0
+    snapshots_written: int = 0
 
 
 class Pipeline:
@@ -60,15 +74,15 @@ class Pipeline:
             clock=clock,
         )
         names, district_of = assign_districts(network, settings.districts)
-        engine_cfg = settings["engine"]
+        # Every [engine] key that tunes the estimator (congestion.engine.ENGINE_CONFIG_FIELDS).
+        engine_settings, model, imputation = engine_parts(settings["engine"])
         self.engine = CongestionEngine(
             network,
             detectors,
-            EngineSettings(
-                stale_after_s=float(engine_cfg["stale_after_s"]),
-                effective_vehicle_length_m=float(engine_cfg["effective_vehicle_length_m"]),
-                free_flow_fraction_of_limit=float(engine_cfg["free_flow_fraction_of_limit"]),
-            ),
+            engine_settings,
+            model=model,
+            imputation=imputation,
+            signal_timing=sumo_signal_timing(network),
             district_names=names,
             segment_district=district_of,
         )
@@ -80,13 +94,15 @@ class Pipeline:
             snapshot=bool(publish_cfg["snapshot"]),
             min_speed_change_kmh=float(publish_cfg["min_speed_change_kmh"]),
         )
+        # Detector health, g-factors and incidents around the engine tick (issue 3).
+        self.watch = DetectorWatch(network, detectors, settings, self.engine, prefix=self.prefix)
         self.counters = PipelineCounters()
         self.last_result: TickResult | None = None
 
     def accept(self, result: ParseResult) -> list[Message]:
         """Feed parsed readings to the engine; return the rejection messages to publish."""
         if len(result.batch):
-            self.engine.add_readings(result.batch)
+            self.engine.add_readings(self.watch.accept(result.batch))
             self.counters.accepted += len(result.batch)
         out = []
         for rejection in result.rejections:
@@ -99,8 +115,12 @@ class Pipeline:
     def tick(self, tick_ts: float, *, full: bool = False) -> list[Message]:
         """Run one engine tick at event time ``tick_ts``; return every message it publishes."""
         started = time.perf_counter()
+        self.parser.mark_ticked(tick_ts)  # readings for this tick that come later may be late
+        health = self.watch.before_tick(tick_ts)
         result = self.engine.tick(tick_ts)
         messages = self.tick_messages.for_tick(result, full=full)
+        messages.extend(health)
+        messages.extend(self.watch.after_tick(result))
         elapsed = time.perf_counter() - started
         self.last_result = result
         self.counters.ticks += 1
@@ -108,6 +128,14 @@ class Pipeline:
         self.counters.tick_seconds_total += elapsed
         self.counters.messages_out += len(messages)
         return messages
+
+    def detector_health_records(self) -> list[dict[str, Any]]:
+        """Every detector's health record (payload of ``traffic/detectors/{id}/health``)."""
+        return self.watch.health_records()
+
+    def incident_records(self, *, include_cleared: bool = False) -> list[dict[str, Any]]:
+        """Active incidents (and recently cleared ones) as spec payloads of ``traffic/incidents/{id}``."""
+        return self.watch.incident_records(include_cleared=include_cleared)
 
 
 def ingest_limits(settings: Settings, *, event_time: bool) -> IngestLimits:
@@ -120,6 +148,8 @@ def ingest_limits(settings: Settings, *, event_time: bool) -> IngestLimits:
         max_interval_s=float(cfg["max_interval_s"]),
         max_speed_kmh=float(cfg["max_speed_kmh"]),
         max_future_s=math.inf if event_time else float(cfg["max_future_s"]),
+        lateness_s=float(cfg["lateness_s"]),
+        max_skew_s=float(cfg["max_skew_s"]),
         min_ts=0.0 if event_time else IngestLimits().min_ts,
     )
 

@@ -18,7 +18,9 @@ def engine(make_network, make_registry) -> CongestionEngine:
     Detectors: d0 lane 0 and d1 lane 1 on s0; d2 camera on s1; d3 unknown lane on s2."""
     net = make_network(3, lanes=2, speed_limit_kmh=50.0)
     reg = make_registry([0, 0, 1, 2], lane=[0, 1, 0, -1], kind=["loop", "loop", "camera", "radar"])
-    return CongestionEngine(net, reg, EngineSettings(stale_after_s=STALE_S, free_flow_fraction_of_limit=1.0))
+    return CongestionEngine(
+        net, reg, EngineSettings(stale_after_s=STALE_S, free_flow_fraction_of_limit=1.0), estimator="spot"
+    )
 
 
 def speeds(result: TickResult) -> list[float]:
@@ -170,7 +172,7 @@ def test_random_tick_matches_reference(make_network, make_registry, reference, s
     reg = make_registry(rng.integers(0, n_seg, n_det), lane=rng.choice([-1, 0, 1, 2], n_det),
                         kind=rng.choice(["loop", "radar", "camera"], n_det))
     settings = EngineSettings(stale_after_s=120.0)
-    engine = CongestionEngine(net, reg, settings)
+    engine = CongestionEngine(net, reg, settings, estimator="spot")
     batch = reference.random_batch(rng, n_read, n_det, (0.0, 200.0))
     engine.add_readings(batch)
     result = engine.tick(150.0)
@@ -194,7 +196,7 @@ def test_random_tick_matches_reference(make_network, make_registry, reference, s
 def test_districts_through_the_engine(make_network, make_registry, make_batch) -> None:
     net = make_network(4, lanes=[1, 2, 1, 3], length_m=[100.0, 100.0, 400.0, 50.0])
     reg = make_registry([0, 1, 2, 3])
-    engine = CongestionEngine(net, reg, EngineSettings(free_flow_fraction_of_limit=1.0),
+    engine = CongestionEngine(net, reg, EngineSettings(free_flow_fraction_of_limit=1.0), estimator="spot",
                               district_names=("east", "west"), segment_district=np.array([0, 0, 1, -1]))
     # s0: r = 0.9 (TPI 2/3), s1: r = 0.2 (TPI 26/3, severe), s2: nothing, s3: r = 0.5 (TPI 4).
     engine.add_readings(make_batch([0, 1, 3], [10.0] * 3, count=10, speed_kmh=[45.0, 10.0, 25.0]))
@@ -234,3 +236,48 @@ def test_empty_network_and_registry(make_network, make_registry, make_batch) -> 
         engine.add_readings(make_batch([0], [1.0]))
     result = engine.tick(60.0)
     assert len(result.states) == 0 and result.city.level == 0 and result.city.known_share == 0.0
+
+
+def test_engine_config_keys_match_the_schema_and_the_defaults() -> None:
+    """Every tunable [engine] key is declared in the config SCHEMA with the parameter's own
+    default, and ``engine_parts`` routes each to its field."""
+    import dataclasses
+
+    from congestion.engine import ENGINE_CONFIG_FIELDS, engine_parts
+    from roadpulse.config import SCHEMA
+
+    settings, model, imputation = engine_parts({})
+    parts = {"settings": settings, "model": model, "imputation": imputation}
+    for key, (part, name) in ENGINE_CONFIG_FIELDS.items():
+        assert key in SCHEMA["engine"], f"[engine] {key} is not declared in roadpulse.config.SCHEMA"
+        assert SCHEMA["engine"][key].default == pytest.approx(getattr(parts[part], name)), key
+        # A changed value arrives in its field.
+        changed = engine_parts({key: float(getattr(parts[part], name)) * 0.5 + 0.01})
+        chosen = dict(zip(("settings", "model", "imputation"), changed, strict=True))[part]
+        assert getattr(chosen, name) == pytest.approx(float(getattr(parts[part], name)) * 0.5 + 0.01)
+        assert dataclasses.is_dataclass(chosen)
+    with pytest.raises(ValueError, match="queue_occupancy"):
+        engine_parts({"queue_occupancy": 0.0})
+
+
+def test_signal_timing_is_validated_and_used(make_network, make_registry, make_batch) -> None:
+    from congestion.engine import engine_parts
+
+    net = make_network(2, lanes=1, speed_limit_kmh=50.0)
+    reg = make_registry([0, 1])
+    with pytest.raises(ValueError, match="signal_timing"):
+        CongestionEngine(net, reg, EngineSettings(), signal_timing=(np.array([90.0]), np.array([0.5])))
+    with pytest.raises(ValueError, match="signal_timing"):
+        CongestionEngine(net, reg, EngineSettings(), signal_timing=(np.full(2, 90.0), np.array([0.5, 1.5])))
+    settings, model, _ = engine_parts({})
+
+    def speed_with(timing: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        engine = CongestionEngine(net, reg, settings, model=model, signal_timing=timing)
+        engine._scratch.records["signalised"] = True  # make_network has no signals; force them
+        engine.add_readings(make_batch([0, 1], 50.0, count=5.0, occupancy_pct=5.0, speed_kmh=40.0))
+        return engine.tick(60.0).states.speed_kmh
+
+    default = speed_with(None)
+    timed = speed_with((np.array([np.nan, 150.0]), np.array([np.nan, 0.3])))
+    assert timed[0] == pytest.approx(default[0])  # NaN: the model's default timing
+    assert timed[1] < default[1]  # a longer cycle and less green: more delay, slower

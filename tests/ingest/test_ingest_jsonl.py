@@ -68,8 +68,10 @@ def test_good_lines_become_rows_and_bad_lines_name_path_and_line(
     assert rejections == [
         ("bad_json", f"{p}:4: invalid JSON at column 2: Expecting property name enclosed in double quotes"),
         ("out_of_range", f"{p}:5: occupancy_pct 140 outside 0..100"),
-        ("duplicate", f"{p}:8: duplicate: a reading of detector_id 'D2' with ts 1776729630 was already "
-                      "accepted"),
+        (
+            "duplicate",
+            f"{p}:8: duplicate: a reading of detector_id 'D2' with ts 1776729630 was already accepted",
+        ),
         ("bad_shape", f"{p}:9: expected a reading (JSON object), got an array"),
         ("unknown_detector", f"{p}:10: unknown detector_id 'D9'"),
     ]

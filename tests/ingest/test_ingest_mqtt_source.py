@@ -33,8 +33,14 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def reading(detector_id: str = "D2", ts: float = TS, **changes: object) -> dict[str, object]:
-    obj: dict[str, object] = {"detector_id": detector_id, "ts": ts, "interval_s": 30, "count": 12,
-                              "occupancy_pct": 8.5, "speed_kmh": 42.1}
+    obj: dict[str, object] = {
+        "detector_id": detector_id,
+        "ts": ts,
+        "interval_s": 30,
+        "count": 12,
+        "occupancy_pct": 8.5,
+        "speed_kmh": 42.1,
+    }
     obj.update(changes)
     return obj
 
@@ -120,11 +126,14 @@ def test_single_and_batch_readings_arrive_as_batches(mqtt_broker: Any, registry:
             assert source.topic_filter == f"{prefix}detectors/+"
             batch = [reading("D2", TS + 30), reading("D3", TS + 30)]
             batch_message = (f"{prefix}detectors/batch", json.dumps(batch).encode())
-            await _publish(mqtt_broker, [
-                (f"{prefix}detectors/D2", json.dumps(reading("D2")).encode()),
-                (f"{prefix}detectors/D3", json.dumps(reading("D3", speed_kmh=None)).encode()),
-                batch_message,
-            ])
+            await _publish(
+                mqtt_broker,
+                [
+                    (f"{prefix}detectors/D2", json.dumps(reading("D2")).encode()),
+                    (f"{prefix}detectors/D3", json.dumps(reading("D3", speed_kmh=None)).encode()),
+                    batch_message,
+                ],
+            )
             await collector.wait_for(lambda: len(collector.rows) == 4, "4 readings")
             assert collector.rows == [(1, TS), (2, TS), (1, TS + 30), (2, TS + 30)]
             assert collector.codes == []
@@ -145,13 +154,16 @@ def test_malformed_message_is_rejected_and_later_ones_still_arrive(
         async with _source(mqtt_broker, registry, collector, prefix) as source:
             async with asyncio.timeout(WAIT_S):
                 await source.wait_connected()
-            await _publish(mqtt_broker, [
-                (f"{prefix}detectors/D2", b"{oops"),
-                (f"{prefix}detectors/D2", b"\xff\xfe\x00"),
-                (f"{prefix}detectors/D2", json.dumps(reading("D2", occupancy_pct=140)).encode()),
-                (f"{prefix}detectors/D2", json.dumps(reading("D2")).encode()),
-                (f"{prefix}detectors/D2", json.dumps(reading("D2")).encode()),  # QoS-1 style redelivery
-            ])
+            await _publish(
+                mqtt_broker,
+                [
+                    (f"{prefix}detectors/D2", b"{oops"),
+                    (f"{prefix}detectors/D2", b"\xff\xfe\x00"),
+                    (f"{prefix}detectors/D2", json.dumps(reading("D2", occupancy_pct=140)).encode()),
+                    (f"{prefix}detectors/D2", json.dumps(reading("D2")).encode()),
+                    (f"{prefix}detectors/D2", json.dumps(reading("D2")).encode()),  # QoS-1 style redelivery
+                ],
+            )
             await collector.wait_for(lambda: len(collector.results) == 5, "5 results")
             assert collector.codes == ["bad_json", "bad_json", "out_of_range", "duplicate"]
             assert collector.rows == [(1, TS)]
@@ -178,10 +190,13 @@ def test_a_failing_on_result_never_stops_the_source(mqtt_broker: Any, registry: 
         async with _source(mqtt_broker, registry, collector, prefix, on_result=flaky) as source:
             async with asyncio.timeout(WAIT_S):
                 await source.wait_connected()
-            await _publish(mqtt_broker, [
-                (f"{prefix}detectors/D2", json.dumps(reading("D2")).encode()),
-                (f"{prefix}detectors/D3", json.dumps(reading("D3")).encode()),
-            ])
+            await _publish(
+                mqtt_broker,
+                [
+                    (f"{prefix}detectors/D2", json.dumps(reading("D2")).encode()),
+                    (f"{prefix}detectors/D3", json.dumps(reading("D3")).encode()),
+                ],
+            )
             await collector.wait_for(lambda: len(collector.rows) == 1, "the second reading")
             assert collector.rows == [(2, TS)]
             assert source.handler_errors == 1
@@ -301,8 +316,11 @@ def test_refused_subscription_counts_as_an_outage(registry: DetectorRegistry) ->
     async def scenario() -> None:
         source = MqttReadingSource(
             lambda: _DeafClient(calls),  # type: ignore[arg-type,return-value]
-            ReadingParser(registry), lambda _: None,
-            backoff_initial_s=0.01, backoff_max_s=0.02, on_status=statuses.append,
+            ReadingParser(registry),
+            lambda _: None,
+            backoff_initial_s=0.01,
+            backoff_max_s=0.02,
+            on_status=statuses.append,
         )
         async with source:
             while calls.count("exit") < 2:
@@ -349,7 +367,10 @@ def test_exit_is_not_undone_by_an_error_while_disconnecting(registry: DetectorRe
     async def scenario() -> None:
         source = MqttReadingSource(
             _FailingDisconnectClient,  # type: ignore[arg-type]
-            ReadingParser(registry), lambda _: None, backoff_initial_s=0.01, backoff_max_s=0.02,
+            ReadingParser(registry),
+            lambda _: None,
+            backoff_initial_s=0.01,
+            backoff_max_s=0.02,
         )
         async with source:
             async with asyncio.timeout(WAIT_S):

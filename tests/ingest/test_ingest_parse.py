@@ -23,8 +23,13 @@ def reading(**changes: Any) -> dict[str, Any]:
     """The spec's example reading for D2 (no lane fixed in the registry), with changes; a value
     of ``...`` removes the field."""
     base: dict[str, Any] = {
-        "detector_id": "D2", "ts": TS, "interval_s": 30, "count": 12,
-        "occupancy_pct": 8.5, "speed_kmh": 42.1, "lane": 1,
+        "detector_id": "D2",
+        "ts": TS,
+        "interval_s": 30,
+        "count": 12,
+        "occupancy_pct": 8.5,
+        "speed_kmh": 42.1,
+        "lane": 1,
     }
     base.update(changes)
     return {k: v for k, v in base.items() if v is not ...}
@@ -107,16 +112,31 @@ def test_accepted(parser: ReadingParser, topic: str, obj: dict[str, Any], expect
 # (id, topic, payload (object to encode, or raw bytes), code, substrings the reason must contain)
 REFUSED: list[tuple[str, str, object, str, tuple[str, ...]]] = [
     # topics
-    ("other prefix", "city/detectors/D2", reading(), "unknown_topic",
-     ("'city/detectors/D2'", "traffic/detectors/")),
-    ("not a detector topic", "traffic/cameras/c1/frame", reading(), "unknown_topic",
-     ("traffic/cameras/c1/frame",)),
+    (
+        "other prefix",
+        "city/detectors/D2",
+        reading(),
+        "unknown_topic",
+        ("'city/detectors/D2'", "traffic/detectors/"),
+    ),
+    (
+        "not a detector topic",
+        "traffic/cameras/c1/frame",
+        reading(),
+        "unknown_topic",
+        ("traffic/cameras/c1/frame",),
+    ),
     ("two levels", "traffic/detectors/D2/health", reading(), "unknown_topic", ("D2/health",)),
     ("empty id", "traffic/detectors/", reading(), "unknown_topic", ("traffic/detectors/'",)),
     # payload encoding
     ("not JSON", TOPIC_D2, b"{detector_id: D2}", "bad_json", ("invalid JSON at column 2",)),
-    ("JSON error on line 2", TOPIC_D2, b'{"detector_id": "D2",\n  oops}', "bad_json",
-     ("invalid JSON at line 2 column 3",)),
+    (
+        "JSON error on line 2",
+        TOPIC_D2,
+        b'{"detector_id": "D2",\n  oops}',
+        "bad_json",
+        ("invalid JSON at line 2 column 3",),
+    ),
     ("number too long", TOPIC_D2, b'{"count": 1' + b"0" * 5000 + b"}", "bad_json", ("too many digits",)),
     ("empty payload", TOPIC_D2, b"", "bad_json", ("invalid JSON",)),
     ("not UTF-8", TOPIC_D2, b'{"detector_id": "D\xff2"}', "bad_json", ("not UTF-8", "0xff", "offset 18")),
@@ -133,8 +153,13 @@ REFUSED: list[tuple[str, str, object, str, tuple[str, ...]]] = [
     ("detector_id null", TOPIC_D2, reading(detector_id=None), "missing_field", ("detector_id is null",)),
     ("detector_id number", TOPIC_D2, reading(detector_id=2), "bad_type", ("detector_id", "string", "got 2")),
     ("detector_id vs topic", "traffic/detectors/D3", reading(), "topic_mismatch", ("'D2'", "'D3'")),
-    ("unknown detector", "traffic/detectors/D9", reading(detector_id="D9"), "unknown_detector",
-     ("unknown detector_id 'D9'",)),
+    (
+        "unknown detector",
+        "traffic/detectors/D9",
+        reading(detector_id="D9"),
+        "unknown_detector",
+        ("unknown detector_id 'D9'",),
+    ),
     # ts
     ("ts missing", TOPIC_D2, reading(ts=...), "missing_field", ("'ts'",)),
     ("ts boolean", TOPIC_D2, reading(ts=True), "bad_type", ("ts", "got true")),
@@ -142,13 +167,28 @@ REFUSED: list[tuple[str, str, object, str, tuple[str, ...]]] = [
     ("ts before 2000", TOPIC_D2, reading(ts=17_767), "bad_timestamp", ("ts 17767", "before 2000-01-01")),
     ("ts negative", TOPIC_D2, reading(ts=-5), "bad_timestamp", ("ts -5", "before 2000")),
     ("ts in the future", TOPIC_D2, reading(ts=NOW + 301), "bad_timestamp", ("ts 1776730001", "300 s ahead")),
-    ("ts in milliseconds", TOPIC_D2, reading(ts=TS * 1000), "bad_timestamp",
-     ("ts 1776729630000", "milliseconds")),
-    ("ts huge int", TOPIC_D2, b'{"detector_id": "D2", "ts": 1' + b"0" * 400 + b"}", "bad_timestamp",
-     ("bit integer", "ahead")),
+    (
+        "ts in milliseconds",
+        TOPIC_D2,
+        reading(ts=TS * 1000),
+        "bad_timestamp",
+        ("ts 1776729630000", "milliseconds"),
+    ),
+    (
+        "ts huge int",
+        TOPIC_D2,
+        b'{"detector_id": "D2", "ts": 1' + b"0" * 400 + b"}",
+        "bad_timestamp",
+        ("bit integer", "ahead"),
+    ),
     ("ts overflowing float", TOPIC_D2, b'{"detector_id": "D2", "ts": 1e400}', "bad_timestamp", ("ts inf",)),
-    ("ISO without offset", TOPIC_D2, reading(ts="2026-04-21T00:00:30"), "bad_timestamp",
-     ("'2026-04-21T00:00:30'", "no UTC offset")),
+    (
+        "ISO without offset",
+        TOPIC_D2,
+        reading(ts="2026-04-21T00:00:30"),
+        "bad_timestamp",
+        ("'2026-04-21T00:00:30'", "no UTC offset"),
+    ),
     ("ISO date only", TOPIC_D2, reading(ts="2026-04-21"), "bad_timestamp", ("no UTC offset",)),
     ("ts not a time", TOPIC_D2, reading(ts="yesterday"), "bad_timestamp", ("'yesterday'", "ISO 8601")),
     ("ts digits as string", TOPIC_D2, reading(ts=str(TS)), "bad_timestamp", ("'1776729630'", "JSON number")),
@@ -165,20 +205,35 @@ REFUSED: list[tuple[str, str, object, str, tuple[str, ...]]] = [
     ("count missing", TOPIC_D2, reading(count=...), "missing_field", ("'count'",)),
     ("count null", TOPIC_D2, reading(count=None), "missing_field", ("count is null",)),
     ("count negative", TOPIC_D2, reading(count=-1), "out_of_range", ("count -1 outside 0..30",)),
-    ("count implausible", TOPIC_D2, reading(count=31), "out_of_range",
-     ("count 31 outside 0..30", "interval_s 30")),
+    (
+        "count implausible",
+        TOPIC_D2,
+        reading(count=31),
+        "out_of_range",
+        ("count 31 outside 0..30", "interval_s 30"),
+    ),
     ("count fractional", TOPIC_D2, reading(count=12.5), "bad_type", ("count 12.5", "whole number")),
     ("count string", TOPIC_D2, reading(count="12"), "bad_type", ("count", "'12'")),
     ("count boolean", TOPIC_D2, reading(count=False), "bad_type", ("count", "got false")),
     # occupancy_pct
     ("occupancy missing", TOPIC_D2, reading(occupancy_pct=...), "missing_field", ("'occupancy_pct'",)),
-    ("occupancy 140", TOPIC_D2, reading(occupancy_pct=140), "out_of_range",
-     ("occupancy_pct 140 outside 0..100",)),
+    (
+        "occupancy 140",
+        TOPIC_D2,
+        reading(occupancy_pct=140),
+        "out_of_range",
+        ("occupancy_pct 140 outside 0..100",),
+    ),
     ("occupancy negative", TOPIC_D2, reading(occupancy_pct=-0.5), "out_of_range", ("occupancy_pct -0.5",)),
     ("occupancy string", TOPIC_D2, reading(occupancy_pct="8.5"), "bad_type", ("occupancy_pct", "'8.5'")),
     ("occupancy boolean", TOPIC_D2, reading(occupancy_pct=True), "bad_type", ("occupancy_pct", "true")),
-    ("occupancy overflow", TOPIC_D2, b'{"detector_id": "D2", "ts": 1776729630, "interval_s": 30, "count": 1, '
-     b'"occupancy_pct": 1e999}', "out_of_range", ("occupancy_pct inf",)),
+    (
+        "occupancy overflow",
+        TOPIC_D2,
+        b'{"detector_id": "D2", "ts": 1776729630, "interval_s": 30, "count": 1, "occupancy_pct": 1e999}',
+        "out_of_range",
+        ("occupancy_pct inf",),
+    ),
     # speed_kmh
     ("speed negative", TOPIC_D2, reading(speed_kmh=-1), "out_of_range", ("speed_kmh -1 outside 0..250",)),
     ("speed too high", TOPIC_D2, reading(speed_kmh=251), "out_of_range", ("speed_kmh 251",)),
@@ -190,8 +245,13 @@ REFUSED: list[tuple[str, str, object, str, tuple[str, ...]]] = [
     ("lane fractional", TOPIC_D2, reading(lane=1.5), "bad_type", ("lane", "1.5")),
     ("lane string", TOPIC_D2, reading(lane="1"), "bad_type", ("lane", "'1'")),
     ("lane boolean", TOPIC_D2, reading(lane=True), "bad_type", ("lane", "true")),
-    ("lane vs registry", "traffic/detectors/D1", reading(detector_id="D1", lane=2), "lane_mismatch",
-     ("lane 2", "'D1'", "lane 1")),
+    (
+        "lane vs registry",
+        "traffic/detectors/D1",
+        reading(detector_id="D1", lane=2),
+        "lane_mismatch",
+        ("lane 2", "'D1'", "lane 1"),
+    ),
 ]
 
 
@@ -271,8 +331,10 @@ def test_batch_with_mixed_elements_rejects_only_the_bad_ones(parser: ReadingPars
     assert got == [
         ("out_of_range", "readings[1]: occupancy_pct 140 outside 0..100"),
         ("bad_shape", "readings[2]: expected a reading (JSON object), got a string"),
-        ("duplicate",
-         "readings[4]: duplicate: a reading of detector_id 'D2' with ts 1776729630 was already accepted"),
+        (
+            "duplicate",
+            "readings[4]: duplicate: a reading of detector_id 'D2' with ts 1776729630 was already accepted",
+        ),
         ("unknown_detector", "readings[5]: unknown detector_id 'D9'"),
     ]
     assert all(r.topic == BATCH for r in result.rejections)
@@ -285,7 +347,13 @@ def test_batch_columns_have_the_engine_dtypes(parser: ReadingParser) -> None:
     items = [reading(detector_id=d, ts=TS + i) for i, d in enumerate(["D1", "D2", "D3"]) if d != "D1"]
     batch = parser.parse_message(BATCH, encode(items)).batch
     assert [getattr(batch, f).dtype for f in batch._FIELDS] == [
-        np.int32, np.float64, np.float32, np.float32, np.float32, np.float32, np.int16
+        np.int32,
+        np.float64,
+        np.float32,
+        np.float32,
+        np.float32,
+        np.float32,
+        np.int16,
     ]
     assert batch.ts.flags.c_contiguous
 
@@ -341,7 +409,13 @@ def test_late_readings_are_accepted_and_their_repeats_are_not(parser: ReadingPar
         return len(parser.parse_message(TOPIC_D2, encode(reading(ts=ts))).batch) == 1
 
     assert [accepted(t) for t in (TS, TS + 30, TS - 30, TS, TS - 30, TS + 30, TS + 60)] == [
-        True, True, True, False, False, False, True
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+        True,
     ]
 
 

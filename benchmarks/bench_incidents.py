@@ -1,0 +1,512 @@
+"""Incident detection and detector health on SUMO ground truth.
+
+What it measures (issue #3), each through the same code path as ``roadpulse replay --full
+--tick-s 60`` (``roadpulse.replay.run_replay``, in-process):
+
+1. **False incidents** per hour per 100 segments on incident-free runs with a quiet first third
+   and a peak (target ≤ 1): every incident reported is false.
+2. **Detection delay** of a lane-blocking incident: a vehicle stopped on the rightmost lane of a
+   busy multi-lane edge with loops for 20 minutes from a quarter into the peak — halfway along
+   the edge (as ``sumo_scenarios``' own blocker), at 65 % (just upstream of the loop at 70 %)
+   and at 90 % (downstream of it). Delay = the tick at which the first incident on that edge is
+   published − the stop's start (target ≤ 5 minutes). Incidents elsewhere in these runs are
+   counted too.
+3. **Detector health on injected faults**: the incident-free readings with a third of the
+   detectors given a fault from the peak on (stuck values, occupancy 0 with flow, implausibly
+   high occupancy, dropouts, switched off); the confusion matrix of injected fault vs. the
+   status published, and the healthy detectors wrongly flagged.
+
+The busy edge is chosen from the incident-free run's loop counts (the edge nearest the centre
+may carry no traffic worth the name: an obstacle there blocks nobody). Scenarios use
+``benchmarks/sumo_scenarios.py``; the blocked variants rerun SUMO on the same network, demand and
+loops with one extra stopped vehicle.
+
+    .venv/bin/python benchmarks/bench_incidents.py [--quick]
+
+Prints tables and writes ``benchmarks/out/incidents.json`` and PNGs
+(``incidents_timeline_*.png``, ``incidents_false_alarms.png``, ``health_confusion.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.sumo_scenarios import (
+    Scenario,
+    _run,
+    build_city_scenario,
+    build_grid_scenario,
+    read_edgedata,
+    sumo_binary,
+)
+from roadgraph.detector_load import load_detectors
+from roadgraph.load import load_network
+from roadpulse.config import load_config
+from roadpulse.replay import run_replay
+
+OUT = Path(__file__).resolve().parent / "out"
+CITY_OSM = Path(__file__).resolve().parents[1] / "tests" / "data" / "osm" / "aguascalientes.osm.bz2"
+FAULTS = ("constant", "zero_occupancy_with_flow", "high_occupancy", "insufficient_data", "card_off")
+BLOCK_S = 1200
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------------------------
+
+
+def busiest_edge(scenario: Scenario) -> tuple[str, float]:
+    """The multi-lane looped edge (≥ 80 m) with the most vehicles counted in the peak, and its
+    length."""
+    lanes_of: dict[str, int] = {}
+    length_of: dict[str, float] = {}
+    for edge in ET.parse(scenario.net).getroot().iter("edge"):
+        if edge.get("function"):
+            continue
+        lanes = [ln for ln in edge.iter("lane") if "passenger" not in ln.get("disallow", "")]
+        if lanes:
+            lanes_of[str(edge.get("id"))] = len(lanes)
+            length_of[str(edge.get("id"))] = float(lanes[0].get("length", "0"))
+    counts: dict[str, float] = defaultdict(float)
+    with open(scenario.readings, encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            if r["ts"] > scenario.peak_start_s:
+                lane_id = r["detector_id"][len("e1_") :]
+                counts[lane_id.rsplit("_", 1)[0]] += r["count"]
+    ok = [e for e in counts if lanes_of.get(e, 0) >= 2 and length_of.get(e, 0) >= 80]
+    best = max(ok, key=lambda e: counts[e])
+    return best, length_of[best]
+
+
+def reuse_or_build(work: Path, net_name: str, build: Any, reuse: bool) -> Scenario:
+    """The scenario in ``work`` when ``reuse`` and its readings exist (SUMO runs take minutes),
+    else ``build()``."""
+    if reuse and (work / "readings.jsonl").exists():
+        return Scenario(
+            workdir=work,
+            net=work / net_name,
+            detectors=work / "loops.add.xml",
+            e1_output=work / "e1.xml",
+            readings=work / "readings.jsonl",
+            edgedata_300=work / "edgedata300.xml",
+            edgedata_60=work / "edgedata60.xml",
+            duration_s=3600,
+            loop_edges=frozenset(),
+        )
+    result: Scenario = build()
+    return result
+
+
+def with_blocker(
+    free: Scenario, work: Path, edge: str, length_m: float, rel_pos: float, *, reuse: bool = False
+) -> Scenario:
+    """Rerun ``free``'s SUMO run with a vehicle stopped on lane 0 of ``edge`` at ``rel_pos``."""
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("quiet.rou.xml", "peak.rou.xml", "loops.add.xml"):
+        shutil.copy(free.workdir / name, work / name)
+    start = int(free.peak_start_s + (free.duration_s - free.peak_start_s) // 4)
+    end = min(start + BLOCK_S, free.duration_s - 60)
+    pos = round(length_m * rel_pos, 1)
+    (work / "blocker.rou.xml").write_text(
+        "<routes>\n"
+        f'  <vehicle id="blocker" depart="{start}" departLane="0" departPos="{max(pos - 5.0, 0):.1f}" '
+        'departSpeed="0">\n'
+        f'    <route edges="{edge}"/>\n'
+        f'    <stop lane="{edge}_0" endPos="{pos:.1f}" duration="{end - start}"/>\n'
+        "  </vehicle>\n"
+        "</routes>\n"
+    )
+    (work / "truth.add.xml").write_text(
+        '<additional>\n  <edgeData id="truth60" period="60" file="edgedata60.xml" excludeEmpty="true"/>\n'
+        "</additional>\n"
+    )
+    routes = ",".join(str(work / n) for n in ("quiet.rou.xml", "peak.rou.xml", "blocker.rou.xml"))
+    readings = work / "readings.jsonl"
+    done = replace(
+        free,
+        workdir=work,
+        detectors=work / "loops.add.xml",
+        e1_output=work / "e1.xml",
+        readings=readings,
+        edgedata_60=work / "edgedata60.xml",
+        blocked={
+            "edge": edge,
+            "lane": f"{edge}_0",
+            "pos_m": pos,
+            "start_s": float(start),
+            "end_s": float(end),
+        },
+    )
+    if reuse and readings.exists():
+        return done
+    _run(
+        [
+            str(sumo_binary("sumo")),
+            "-n",
+            str(free.net),
+            "-r",
+            routes,
+            "-a",
+            f"{work / 'loops.add.xml'},{work / 'truth.add.xml'}",
+            "--begin",
+            "0",
+            "--end",
+            str(free.duration_s),
+            "--no-step-log",
+            "--no-warnings",
+            "--time-to-teleport",
+            "300",
+            "--seed",
+            "1",
+        ],
+        work,
+    )
+    from ingest.sumo_e1 import convert_e1
+
+    with open(readings, "w", encoding="utf-8") as fh:
+        convert_e1(work / "e1.xml", fh)
+    return done
+
+
+# --------------------------------------------------------------------------------------------
+# Replay and what it published
+# --------------------------------------------------------------------------------------------
+
+
+def replay(scenario: Scenario, readings: Path, out: Path) -> tuple[list[dict[str, Any]], float]:
+    """``roadpulse replay --full --tick-s 60`` in-process; the messages, each with the tick it
+    was published at (``_tick``), and the seconds the replay took."""
+    network = load_network(scenario.net)
+    detectors = load_detectors(scenario.detectors, network)
+    started = time.perf_counter()
+    run_replay(
+        network, detectors, load_config(None), readings_path=readings, out_path=out, tick_s=60.0, full=True
+    )
+    seconds = time.perf_counter() - started
+    messages = []
+    tick = float("nan")
+    with open(out, encoding="utf-8") as fh:
+        for line in fh:
+            m = json.loads(line)
+            if m["topic"] == "traffic/snapshot":
+                tick = float(m["payload"]["ts"])
+            if (
+                "/incidents/" in m["topic"]
+                or m["topic"].endswith("/health")
+                or (m["topic"].startswith("traffic/segments/"))
+            ):
+                m["_tick"] = tick
+                messages.append(m)
+    return messages, seconds
+
+
+def incidents_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """First (active) message of each incident, with the tick it was published at."""
+    seen: dict[str, dict[str, Any]] = {}
+    for m in messages:
+        if "/incidents/" in m["topic"] and m["payload"]["status"] == "active":
+            seen.setdefault(m["payload"]["incident_id"], {**m["payload"], "published": m["_tick"]})
+    return list(seen.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Health faults
+# --------------------------------------------------------------------------------------------
+
+
+def inject_faults(readings: Path, out: Path, fault_from: float, seed: int) -> dict[str, str]:
+    """Copy ``readings`` to ``out`` with a third of the detectors faulty from ``fault_from``;
+    return {detector_id: fault} (the others are healthy)."""
+    rows = [json.loads(line) for line in readings.read_text().splitlines()]
+    ids = sorted({r["detector_id"] for r in rows})
+    rng = random.Random(seed)
+    faulty = rng.sample(ids, len(ids) // 3)
+    fault_of = {d: FAULTS[k % len(FAULTS)] for k, d in enumerate(faulty)}
+    stuck: dict[str, dict[str, Any]] = {}
+    kept = []
+    for r in rows:
+        fault = fault_of.get(r["detector_id"])
+        if fault is None or r["ts"] <= fault_from:
+            kept.append(r)
+            continue
+        if fault == "constant":
+            # The first non-empty reading after the fault, repeated.
+            if r["detector_id"] not in stuck and (r["count"] or r["occupancy_pct"]):
+                stuck[r["detector_id"]] = {k: r[k] for k in ("count", "occupancy_pct", "speed_kmh")}
+            r = {**r, **stuck.get(r["detector_id"], {"count": 4, "occupancy_pct": 3.1, "speed_kmh": 41.0})}
+        elif fault == "zero_occupancy_with_flow":
+            r = {**r, "occupancy_pct": 0.0, "count": max(r["count"], 4)}
+        elif fault == "high_occupancy":
+            r = {**r, "occupancy_pct": round(rng.uniform(70, 98), 1), "count": max(r["count"], 12)}
+        elif fault == "insufficient_data":
+            if rng.random() < 0.7:
+                continue
+        elif fault == "card_off":
+            r = {**r, "count": 0, "occupancy_pct": 0.0, "speed_kmh": None}
+        kept.append(r)
+    out.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return fault_of
+
+
+def health_confusion(
+    messages: list[dict[str, Any]], fault_of: dict[str, str], fault_from: float
+) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
+    """Rows: injected fault (or ``healthy``); columns: the status diagnosed after ``fault_from``
+    (the first non-ok status published for the detector, ``ok`` if none)."""
+    first_bad: dict[str, tuple[str, float]] = {}
+    all_ids = set()
+    for m in messages:
+        if not m["topic"].endswith("/health"):
+            continue
+        p = m["payload"]
+        all_ids.add(p["detector_id"])
+        if m["_tick"] > fault_from and p["status"] not in ("ok", "no_data"):
+            first_bad.setdefault(p["detector_id"], (p["status"], m["_tick"]))
+    matrix: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    delays: dict[str, list[float]] = defaultdict(list)
+    for d in sorted(all_ids):
+        truth = fault_of.get(d, "healthy")
+        status, tick = first_bad.get(d, ("ok", float("nan")))
+        matrix[truth][status] += 1
+        if status != "ok":
+            delays[truth].append(tick - fault_from)
+    stats = {
+        "healthy": sum(matrix["healthy"].values()),
+        "healthy_flagged": sum(v for k, v in matrix["healthy"].items() if k != "ok"),
+        "median_delay_s": {f: float(np.median(v)) for f, v in delays.items() if f != "healthy"},
+    }
+    return {k: dict(v) for k, v in matrix.items()}, stats
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+
+def plot_timeline(
+    path: Path, scenario: Scenario, messages: list[dict[str, Any]], detected: float | None
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert scenario.blocked is not None
+    edge = str(scenario.blocked["edge"])
+    truth = read_edgedata(scenario.edgedata_60)
+    tt = sorted(t for (t, e) in truth if e == edge)
+    est = [
+        (m["_tick"], m["payload"]["speed_kmh"])
+        for m in messages
+        if m["topic"].startswith("traffic/segments/") and m["payload"]["segment_id"] == edge
+    ]
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ax.plot(tt, [truth[(t, edge)] for t in tt], label="SUMO edge speed (1 min)", color="0.4")
+    ax.plot([t for t, _ in est], [v if v is not None else np.nan for _, v in est], label="roadpulse speed")
+    ax.axvspan(
+        float(scenario.blocked["start_s"]),
+        float(scenario.blocked["end_s"]),
+        color="red",
+        alpha=0.12,
+        label="lane blocked",
+    )
+    if detected is not None:
+        ax.axvline(detected, color="red", linestyle="--", label="incident published")
+    ax.set_xlabel("simulation time (s)")
+    ax.set_ylabel("km/h")
+    ax.set_title(f"{path.stem}: edge {edge}, stop at {scenario.blocked['pos_m']} m")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_false_alarms(path: Path, rows: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    names = [r["run"] for r in rows]
+    ax.bar(names, [r["false_per_h_per_100"] for r in rows], color="tab:blue")
+    ax.axhline(1.0, color="red", linestyle="--", label="target ≤ 1")
+    ax.set_ylabel("false incidents / h / 100 segments")
+    ax.tick_params(axis="x", labelrotation=20, labelsize=7)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(path: Path, matrix: dict[str, dict[str, int]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = ["healthy", *FAULTS]
+    cols = sorted({c for r in matrix.values() for c in r} | {"ok", *FAULTS}, key=lambda c: (c != "ok", c))
+    grid = np.array([[matrix.get(r, {}).get(c, 0) for c in cols] for r in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.imshow(grid / np.maximum(grid.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            ax.text(j, i, int(grid[i, j]), ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.set_xlabel("diagnosed")
+    ax.set_ylabel("injected")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the grid only")
+    parser.add_argument("--work", default=str(OUT / "incident_scenarios"), help="scenario folder")
+    parser.add_argument("--reuse", action="store_true", help="reuse scenarios already in --work (no SUMO)")
+    args = parser.parse_args()
+    work = Path(args.work)
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    free_runs: list[tuple[str, Scenario]] = []
+    for seed in (3, 4):
+        d = work / f"grid5-s{seed}"
+
+        def grid(d: Path = d, seed: int = seed) -> Scenario:
+            return build_grid_scenario(d, grid_n=5, duration_s=3600, peak_period_s=0.4, seed=seed)
+
+        free_runs.append((f"grid5 seed {seed}", reuse_or_build(d, "grid.net.xml", grid, args.reuse)))
+    if not args.quick:
+        d = work / "city-s3"
+
+        def city(d: Path = d) -> Scenario:
+            return build_city_scenario(CITY_OSM, d, duration_s=3600, peak_period_s=0.5, seed=3)
+
+        free_runs.append(("city seed 3", reuse_or_build(d, "city.net.xml", city, args.reuse)))
+
+    fa_rows: list[dict[str, Any]] = []
+    block_rows: list[dict[str, Any]] = []
+    confusion_total: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    health_rows: list[dict[str, Any]] = []
+    for name, free in free_runs:
+        n_segments = len(load_network(free.net))
+        msgs, secs = replay(free, free.readings, free.workdir / "out.jsonl")
+        incs = incidents_of(msgs)
+        hours = free.duration_s / 3600
+        fa_rows.append(
+            {
+                "run": f"{name} (no incident)",
+                "segments": n_segments,
+                "hours": hours,
+                "incidents": len(incs),
+                "false_per_h_per_100": len(incs) / hours / n_segments * 100,
+                "replay_s": secs,
+                "incident_segments": [i["segment_id"] for i in incs],
+            }
+        )
+        edge, length = busiest_edge(free)
+        for rel in (0.5, 0.65, 0.9):
+            tag = f"{name} block@{int(rel * 100)}%"
+            blocked = with_blocker(
+                free, free.workdir / f"block{int(rel * 100)}", edge, length, rel, reuse=args.reuse
+            )
+            msgs_b, _ = replay(blocked, blocked.readings, blocked.workdir / "out.jsonl")
+            incs_b = incidents_of(msgs_b)
+            assert blocked.blocked is not None
+            start = float(blocked.blocked["start_s"])
+            on_edge = [i for i in incs_b if i["segment_id"] == edge and i["published"] >= start]
+            detected = min((i["published"] for i in on_edge), default=None)
+            others = [i for i in incs_b if i["segment_id"] != edge]
+            block_rows.append(
+                {
+                    "run": tag,
+                    "edge": edge,
+                    "stop_start_s": start,
+                    "detected_at_s": detected,
+                    "delay_s": None if detected is None else detected - start,
+                    "reported_start_s": min((i["start"] for i in on_edge), default=None),
+                    "cause": on_edge[0]["description"].split(": ", 1)[1] if on_edge else None,
+                    "other_incidents": len(others),
+                    "segments": n_segments,
+                }
+            )
+            slug = tag.replace(" ", "_").replace("@", "").replace("%", "")
+            plot_timeline(OUT / f"incidents_timeline_{slug}.png", blocked, msgs_b, detected)
+
+        # Detector health on injected faults (the incident-free readings).
+        fault_from = free.peak_start_s
+        faulty = free.workdir / "readings_faulty.jsonl"
+        fault_of = inject_faults(free.readings, faulty, fault_from, seed=11)
+        msgs_h, _ = replay(free, faulty, free.workdir / "out_faulty.jsonl")
+        matrix, stats = health_confusion(msgs_h, fault_of, fault_from)
+        for r, cols in matrix.items():
+            for c, v in cols.items():
+                confusion_total[r][c] += v
+        health_rows.append({"run": name, **stats, "matrix": matrix})
+
+    # ---- tables ----
+    print("\nFalse incidents on incident-free runs (target ≤ 1 per hour per 100 segments)")
+    print(f"{'run':34} {'segments':>8} {'incidents':>9} {'per h per 100':>13}")
+    for r in fa_rows:
+        print(f"{r['run']:34} {r['segments']:8d} {r['incidents']:9d} {r['false_per_h_per_100']:13.2f}")
+    total_inc = sum(r["incidents"] for r in fa_rows)
+    total_seg_h = sum(r["segments"] * r["hours"] for r in fa_rows)
+    pooled = total_inc / total_seg_h * 100
+    print(f"{'pooled':34} {'':8} {total_inc:9d} {pooled:13.2f}")
+
+    print("\nLane-blocking incident: detection delay (target ≤ 300 s)")
+    print(f"{'run':34} {'edge':>14} {'delay s':>8} {'other incidents':>15}  cause")
+    for r in block_rows:
+        delay = "missed" if r["delay_s"] is None else f"{r['delay_s']:.0f}"
+        print(
+            f"{r['run']:34} {r['edge']:>14} {delay:>8} {r['other_incidents']:15d}  {(r['cause'] or '')[:60]}"
+        )
+
+    print("\nDetector health on injected faults (first non-ok status after the fault starts)")
+    cols = sorted({c for r in confusion_total.values() for c in r} | {"ok"}, key=lambda c: (c != "ok", c))
+    corner = "injected \\ diagnosed"
+    print(f"{corner:26}" + "".join(f"{c[:12]:>13}" for c in cols))
+    for r in ["healthy", *FAULTS]:
+        print(f"{r:26}" + "".join(f"{confusion_total[r].get(c, 0):13d}" for c in cols))
+    for h in health_rows:
+        print(
+            f"  {h['run']}: healthy detectors flagged {h['healthy_flagged']}/{h['healthy']}; "
+            f"median time to diagnosis (s): {h['median_delay_s']}"
+        )
+
+    plot_false_alarms(OUT / "incidents_false_alarms.png", fa_rows)
+    plot_confusion(OUT / "health_confusion.png", {k: dict(v) for k, v in confusion_total.items()})
+    result = {
+        "false_alarms": fa_rows,
+        "false_per_h_per_100_pooled": pooled,
+        "blocking": block_rows,
+        "health": health_rows,
+        "health_confusion": {k: dict(v) for k, v in confusion_total.items()},
+    }
+    (OUT / "incidents.json").write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {OUT / 'incidents.json'} and PNGs in {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""How segment speed is estimated: the travel-speed model, written down (README has the summary).
+
+``speed_kmh`` of a segment is its *space-mean travel speed*: length ÷ mean travel time over the
+whole segment, the delay at its downstream junction included (GB/T 33171 grades this speed). A
+loop measures something else: spot speeds of the vehicles passing one point, how many passed and
+for what share of the interval the point was covered (occupancy). This module turns the one into
+the other. The jitted form is ``_kernels._segment_travel_time``; ``travel_time_reference`` below is
+the plain numpy form the kernel is tested against (and the one the constants were fitted with).
+
+Evidence per segment and tick (readings of its usable detectors since the last tick)
+-----------------------------------------------------------------------------------
+* ``v_h``  — the weighted harmonic mean of the readings' spot speeds (``engine`` docs; measured
+  speed, or q·g/occ for single loops, the free-flow speed for an empty interval and
+  ``stopped_speed_kmh`` for a queue standing on the loop). Harmonic, because the harmonic mean of
+  spot speeds estimates the space-mean speed at that point (Wardrop 1952).
+* ``q``    — flow per lane, vehicles counted ÷ detector-seconds covered (each loop is one lane).
+* ``o``    — mean occupancy (fraction), weighted by interval length.
+* static: length ``L``, loop position ``p`` = pos_m / L (mean over the segment's loops; 0.7 when
+  unknown), whether the downstream junction is signalised (``junction_signalised``).
+
+Model
+-----
+1. **Running time** ``T_run = L / min(v_h, v_limit)``: vehicles cross the segment at the speed the
+   loop sees them run (faster than the limit is read as the limit, ``run_speed_cap``).
+
+2. **Junction delay** ``d``. At a signal, Webster's uniform delay (Webster 1958, *Traffic signal
+   settings*, RRL Tech. Paper 39; HCM 2010 eq. 18-19)::
+
+       d_u = 0.5 · C · (1 − λ)² / (1 − min(1, X) · λ),   X = q / (s · λ)
+
+   with cycle ``C``, effective green ratio ``λ = g/C``, saturation flow ``s`` per lane and the
+   degree of saturation ``X`` from the measured flow. ``C`` and ``λ`` are the segment's own where
+   the network file states them (a SUMO ``.net.xml`` does: ``roadpulse.signal_plans``, passed as
+   ``CongestionEngine(signal_timing=...)``), else typical values (``TravelSpeedParams``, config
+   ``signal_cycle_s`` / ``signal_green_ratio``); ``s`` is typical. The delay is scaled by
+   ``signal_delay_factor`` (fitted: the loop sits upstream of where vehicles brake, so part of the
+   stop is not in ``T_run``). At a priority junction (no signal) the delay is the constant
+   ``priority_delay_s`` — 0 by default: on the SUMO city networks any constant made short
+   segments worse, the loop's running speed already holds the slowing for the junction. A
+   signal at a junction that only joins two roads end to end (one way on, taken by nobody else:
+   ``engine._pass_through``, e.g. the always-green corner lights of a generated grid) has no
+   conflicting stream and costs no delay either.
+
+3. **Queue over the loop.** Measured flow can never show X > 1, so oversaturation is read from
+   occupancy instead. The queue at a junction grows back from the stop line; a loop at ``p·L`` is
+   covered by it once it is longer than ``(1 − p)·L``. Inside a queue the space-mean speed is the
+   loop's q/k, with density k = o / g (g = effective vehicle length; the fundamental relation
+   q = k·v, e.g. May 1990, ch. 5), which — unlike ``v_h`` — counts the lanes where vehicles stand
+   and nobody passes. So when ``o ≥ queue_occupancy``::
+
+       v_q    = q · g / o                      (clamped to ≥ stopped_speed_kmh)
+       T_queue = L·(1 − p) / v_q  +  L·p · (α / v_q + (1 − α) / v_h)
+
+   the stretch from the loop to the stop line is in the queue, the stretch upstream of the loop is
+   in it with weight ``α`` (``upstream_queue_share``; fitted), the rest runs at ``v_h``.
+
+4. ``T = max(T_run + d, T_queue)``, ``speed = L / T``.
+
+The constants are ``[engine]`` config keys (``engine.ENGINE_CONFIG_FIELDS``), checked by
+leave-scenarios-out validation on SUMO grids of several sizes, seeds, demands and signal programs
+and on real-city networks (benchmarks/bench_accuracy.py ``--validate``); see the README.
+
+Smoothing (``_kernels.update_segments``)
+--------------------------------------
+Per segment, exponentially decayed sums (time constant ``smoothing_tau_s``) of the *distance*
+driven and the *time* spent that each tick's evidence stands for; the speed is their ratio —
+total distance ÷ total time, which is exactly what a mean travel speed over an interval is (and
+what SUMO's ``<edgeData>`` speed is). With an occupancy, the time is the vehicle-time on the
+segment that the loop's density implies, occ·Δt·L/g (so a standing queue, which moves no
+vehicle over the loop, still weighs in), and the distance that time ÷ pace; without one, the
+distance is (vehicles counted)·L. Each tick also adds ``smoothing_min_weight_veh``·L, so that
+an empty interval moves the estimate a little — except that an interval in which nobody passed
+and nothing stood on the loop does not move an estimate already held: it is what an empty road
+and a queue at rest with the loop in a gap both give (in SUMO gridlock most intervals on jammed
+edges look like that).
+
+Free flow is learned (GB/T 33171 §7.2.1.2: the top ninth of interval speeds) from these speeds
+with only ``free_flow_delay_share`` (0.75) of the mean junction delay: the top ninth of real
+intervals at a signal are those whose few vehicles met mostly green, which a model of the mean
+delay never shows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+# Order of the fields in the ``model_params`` tuple the kernels take (``TravelSpeedParams.as_tuple``).
+TS_CYCLE_S = 0
+TS_GREEN_RATIO = 1
+TS_SATURATION_FLOW_VEH_H = 2
+TS_SIGNAL_DELAY_FACTOR = 3
+TS_PRIORITY_DELAY_S = 4
+TS_QUEUE_OCCUPANCY = 5
+TS_UPSTREAM_QUEUE_SHARE = 6
+TS_QUEUE_VEHICLE_LENGTH_M = 7
+TS_STOPPED_SPEED_KMH = 8
+TS_RUN_SPEED_CAP = 9
+TS_N_PARAMS = 10
+
+#: Loop position (share of the segment length) assumed when the registry gives none.
+DEFAULT_LOOP_POSITION = 0.7
+
+
+@dataclass(frozen=True)
+class TravelSpeedParams:
+    """The few constants of the model (see the module docstring)."""
+
+    cycle_s: float = 90.0
+    green_ratio: float = 0.45
+    saturation_flow_veh_h: float = 1800.0
+    signal_delay_factor: float = 0.8
+    priority_delay_s: float = 0.0
+    queue_occupancy: float = 0.15
+    upstream_queue_share: float = 0.75
+    queue_vehicle_length_m: float = 5.5
+    stopped_speed_kmh: float = 3.0
+    #: Running speeds are read as at most this multiple of the speed limit.
+    run_speed_cap: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"travel-speed {f.name} = {value!r}: expected a finite number ≥ 0")
+        if not 0 < self.green_ratio < 1:
+            raise ValueError(f"travel-speed green_ratio = {self.green_ratio}: expected 0 < g/C < 1")
+        if not 0 < self.queue_occupancy <= 1:
+            raise ValueError(f"travel-speed queue_occupancy = {self.queue_occupancy}: expected 0..1")
+        if self.upstream_queue_share > 1:
+            raise ValueError(
+                f"travel-speed upstream_queue_share = {self.upstream_queue_share}: expected 0..1"
+            )
+
+    def as_tuple(self) -> tuple[float, ...]:
+        out = [0.0] * TS_N_PARAMS
+        out[TS_CYCLE_S] = self.cycle_s
+        out[TS_GREEN_RATIO] = self.green_ratio
+        out[TS_SATURATION_FLOW_VEH_H] = self.saturation_flow_veh_h
+        out[TS_SIGNAL_DELAY_FACTOR] = self.signal_delay_factor
+        out[TS_PRIORITY_DELAY_S] = self.priority_delay_s
+        out[TS_QUEUE_OCCUPANCY] = self.queue_occupancy
+        out[TS_UPSTREAM_QUEUE_SHARE] = self.upstream_queue_share
+        out[TS_QUEUE_VEHICLE_LENGTH_M] = self.queue_vehicle_length_m
+        out[TS_STOPPED_SPEED_KMH] = self.stopped_speed_kmh
+        out[TS_RUN_SPEED_CAP] = self.run_speed_cap
+        return tuple(float(x) for x in out)
+
+
+def webster_delay_reference(
+    flow_veh_h: np.ndarray,
+    p: TravelSpeedParams,
+    cycle_s: np.ndarray | None = None,
+    green_ratio: np.ndarray | None = None,
+) -> np.ndarray:
+    """Webster's uniform delay (s) per vehicle at a signal, for a flow per lane (veh/h); the
+    segment's own cycle and green ratio where given (NaN: the defaults in ``p``)."""
+    cycle = p.cycle_s if cycle_s is None else np.where(np.isnan(cycle_s), p.cycle_s, cycle_s)
+    lam: float | np.ndarray = p.green_ratio
+    if green_ratio is not None:
+        lam = np.where(np.isnan(green_ratio), p.green_ratio, green_ratio)
+    x = np.minimum(np.asarray(flow_veh_h, dtype=np.float64) / (p.saturation_flow_veh_h * lam), 1.0)
+    return 0.5 * cycle * (1.0 - lam) ** 2 / (1.0 - x * lam)
+
+
+def travel_time_reference(
+    *,
+    v_h_kmh: np.ndarray,
+    flow_veh_h: np.ndarray,
+    occupancy: np.ndarray,
+    length_m: np.ndarray,
+    loop_position: np.ndarray,
+    signalised: np.ndarray,
+    speed_limit_kmh: np.ndarray,
+    p: TravelSpeedParams,
+    cycle_s: np.ndarray | None = None,
+    green_ratio: np.ndarray | None = None,
+) -> np.ndarray:
+    """Mean travel time (s) over each segment, column-at-a-time (the model above, in numpy).
+
+    ``occupancy`` is a fraction; NaN where no detector reported one (then no queue term).
+    """
+    v_h = np.minimum(np.asarray(v_h_kmh, dtype=np.float64), p.run_speed_cap * speed_limit_kmh) / 3.6
+    length = np.asarray(length_m, dtype=np.float64)
+    t_run = length / v_h
+    delay = np.where(
+        signalised,
+        p.signal_delay_factor * webster_delay_reference(flow_veh_h, p, cycle_s, green_ratio),
+        p.priority_delay_s,
+    )
+    occ = np.asarray(occupancy, dtype=np.float64)
+    queued = occ >= p.queue_occupancy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v_q = np.asarray(flow_veh_h, dtype=np.float64) / 3600.0 * p.queue_vehicle_length_m / occ
+    v_q = np.maximum(np.nan_to_num(v_q, nan=0.0), p.stopped_speed_kmh / 3.6)
+    pos = np.asarray(loop_position, dtype=np.float64)
+    a = p.upstream_queue_share
+    t_queue = length * (1 - pos) / v_q + length * pos * (a / v_q + (1 - a) / v_h)
+    return np.where(queued, np.maximum(t_run + delay, t_queue), t_run + delay)

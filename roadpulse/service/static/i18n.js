@@ -1,0 +1,53 @@
+// Labels of the dashboard: zh-CN by default, English on request (remembered in localStorage).
+"use strict";
+window.RP_I18N = {
+  "zh-CN": {
+    title: "城市交通运行监测", tick: "数据时刻", offline: "离线", online: "实时",
+    viewer: "访客（只读）", operator: "操作员已登录", token_placeholder: "操作员令牌",
+    sign_in: "登录", sign_out: "退出",
+    city_tpi: "全市交通指数 TPI", tti: "行程时间比", severe_share: "严重拥堵占比", known_share: "覆盖率",
+    trend: "指数趋势", top_roads: "拥堵道路排行", incidents: "交通事件", closures: "封闭与管制",
+    segments: "路段", segments_placeholder: "在地图上点击路段，或输入路段编号（逗号分隔）",
+    type: "类型", reason: "原因", duration: "时长", open_ended: "不限", create_closure: "发布封闭",
+    clear: "解除", cameras: "视频监控", detectors: "检测器状态", engine: "引擎",
+    no_data: "暂无数据", unavailable: "不可用", none_active: "无", sign_in_first: "请先以操作员身份登录",
+    t_road_closed: "道路封闭", t_lane_closed: "车道封闭", t_control: "交通管制", t_accident: "事故",
+    t_hazard: "危险", t_event: "活动", closed: "封闭", segment: "路段", speed: "速度", level: "等级",
+    readings: "读数", accepted: "接收", rejected: "拒收", ticks: "周期", tick_ms: "周期耗时",
+    status_ok: "正常", status_degraded: "降级", status_failed: "故障", all_ok: "全部正常",
+    status_no_data: "无数据", status_insufficient_data: "数据不足", status_constant: "读数恒定",
+    status_zero_occupancy_with_flow: "有流量无占有率", status_high_occupancy: "占有率过高",
+    status_card_off: "检测卡离线", status_intermittent: "时断时续", status_unknown: "未知",
+    loading_map: "正在加载路网…", segments_count: "个路段", renderer: "渲染",
+  },
+  en: {
+    title: "city traffic monitor", tick: "data time", offline: "offline", online: "live",
+    viewer: "viewer (read-only)", operator: "operator signed in", token_placeholder: "operator token",
+    sign_in: "Sign in", sign_out: "Sign out",
+    city_tpi: "City traffic index (TPI)", tti: "TTI", severe_share: "severe", known_share: "coverage",
+    trend: "Index trend", top_roads: "Most congested roads", incidents: "Incidents",
+    closures: "Closures and controls",
+    segments: "Segments", segments_placeholder: "click a road on the map, or type segment ids (comma-separated)",
+    type: "Type", reason: "Reason", duration: "Duration", open_ended: "open-ended", create_closure: "Create closure",
+    clear: "Clear", cameras: "Cameras", detectors: "Detector health", engine: "Engine",
+    no_data: "no data yet", unavailable: "unavailable", none_active: "none", sign_in_first: "sign in as operator first",
+    t_road_closed: "road closed", t_lane_closed: "lane closed", t_control: "traffic control", t_accident: "accident",
+    t_hazard: "hazard", t_event: "event", closed: "closed", segment: "segment", speed: "speed", level: "level",
+    readings: "readings", accepted: "accepted", rejected: "rejected", ticks: "ticks", tick_ms: "tick time",
+    status_ok: "ok", status_degraded: "degraded", status_failed: "failed", all_ok: "all ok",
+    status_no_data: "no data", status_insufficient_data: "insufficient data", status_constant: "constant readings",
+    status_zero_occupancy_with_flow: "flow without occupancy", status_high_occupancy: "high occupancy",
+    status_card_off: "card off", status_intermittent: "intermittent", status_unknown: "unknown",
+    loading_map: "loading the network…", segments_count: "segments", renderer: "renderer",
+  },
+};
+window.RP_LEVELS = {
+  // code: [zh, en, colour]; 6 = closed by an active closure
+  0: ["未知", "unknown", "#5d6675"],
+  1: ["畅通", "smooth", "#21b24b"],
+  2: ["基本畅通", "mostly smooth", "#9ad82e"],
+  3: ["轻度拥堵", "light", "#f7c600"],
+  4: ["中度拥堵", "moderate", "#f57c00"],
+  5: ["严重拥堵", "severe", "#d50000"],
+  6: ["封闭", "closed", "#b000ff"],
+};
