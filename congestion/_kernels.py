@@ -517,7 +517,7 @@ def _free_flow_sample(
     s: int,
     ff_hist_cap: float,
     ff_min_samples: float,
-) -> float:
+) -> np.float32:
     """Add one interval speed to segment ``s``'s free-flow histogram ``row`` (speed / limit,
     capped at the top bin; halved at ``ff_hist_cap`` samples) and return its free flow: the
     mean of the top ninth (GB/T 33171 §7.2.1.2), at most the limit, once ``ff_min_samples``
@@ -710,7 +710,7 @@ def update_segments(
                         acc[2] = 0.0
                         acc[3] = 0.0
                     acc[1] += w_new
-                    acc[2] += w_new * 3.6 / speed
+                    acc[2] += w_new * pace_ff
                     acc[3] += np.float64(seg.count)
 
                     # Typical profile of this hour (ratio to free flow, quantised).

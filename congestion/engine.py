@@ -546,8 +546,8 @@ class CongestionEngine:
             tick_ts, self._held_params, self._model_params, RATIO_UPPER_BOUNDS,
             self._scratch.records, self._lanes, held.free_flow_kmh, held.free_flow_default_kmh,
             held.evidence_ts, held.evidence_quality, held.smooth_w, held.smooth_wpace,
-            held.smooth_ts, held.ff_hist, held.ff_samples, held.ff_interval, held.profile, prev.speed_kmh, prev.n_detectors,
-            prev.n_cameras, speed, free_flow, tti, level, confidence, n_det, n_cam,
+            held.smooth_ts, held.ff_hist, held.ff_samples, held.ff_interval, held.profile, prev.speed_kmh,
+            prev.n_detectors, prev.n_cameras, speed, free_flow, tti, level, confidence, n_det, n_cam,
         )
         # Published snapshots share the free-flow array: the held one is replaced, not written.
         held.free_flow_kmh = free_flow

@@ -74,10 +74,15 @@ and nothing stood on the loop does not move an estimate already held: it is what
 and a queue at rest with the loop in a gap both give (in SUMO gridlock most intervals on jammed
 edges look like that).
 
-Free flow is learned (GB/T 33171 §7.2.1.2: the top ninth of interval speeds) from these speeds
-with only ``free_flow_delay_share`` (0.75) of the mean junction delay: the top ninth of real
-intervals at a signal are those whose few vehicles met mostly green, which a model of the mean
-delay never shows.
+Free flow is learned as GB/T 33171 §7.2.1.2 (and the accuracy judge) defines it: the mean of
+the top ninth of the segment's *interval* travel speeds, at most the limit. An interval is
+``free_flow_interval_s`` (300 s, aligned to its multiples, like the 5-minute intervals levels are
+judged on); its speed is the distance ÷ time of its ticks' own evidence (not the smoothed
+speeds, which carry the previous interval in), and an interval in which no vehicle was counted
+gives none. The time keeps only ``free_flow_delay_share`` (0.6) of the modelled junction delay:
+the top ninth of real intervals at a signal are those whose few vehicles met mostly green,
+which a model of the mean delay never shows. ``free_flow_min_samples`` (3) intervals are needed
+before the learned value replaces the road-class default.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ import numpy as np
 
 from congestion import LEVELS
 from roadgraph import place_detectors
-from roadgraph.network import ROAD_CLASS_CODE
+from roadgraph.detectors import DetectorRegistry
+from roadgraph.network import ROAD_CLASS_CODE, RoadNetwork
 
 from .bundled import DEMO_CITY_ATTRIBUTION
 from .components import build_components
@@ -76,20 +77,26 @@ def run_demo(settings: Settings, *, screen: bool) -> int:
             local_broker.stop()
 
 
-async def _demo(settings: Settings, broker_note: str, *, screen: bool) -> int:
+def demo_layout(settings: Settings, network: RoadNetwork) -> tuple[DetectorRegistry, DayPlan]:
+    """The demo's detectors (on a share of the main roads) and its day plan (the scripted
+    incident on a central arterial that loops see: on it, downstream and upstream of it)."""
     demo = settings["demo"]
-    network, _ = load_inputs(settings)
-    main_roads = int(ROAD_CLASS_CODE["secondary"])
     detectors = place_detectors(
         network,
         share=float(demo["detector_share"]),
         seed=int(demo["seed"]),
         rel_pos=0.7,
-        min_class=main_roads,
+        min_class=int(ROAD_CLASS_CODE["secondary"]),
     )
-    plan = DayPlan(
-        utc_offset_h=DEMO_UTC_OFFSET_H, incident_segment=pick_incident_segment(network, seed=demo["seed"])
-    )
+    covered = np.bincount(detectors.segment_index, minlength=len(network)) > 0
+    incident_segment = pick_incident_segment(network, seed=int(demo["seed"]), covered=covered)
+    return detectors, DayPlan(utc_offset_h=DEMO_UTC_OFFSET_H, incident_segment=incident_segment)
+
+
+async def _demo(settings: Settings, broker_note: str, *, screen: bool) -> int:
+    demo = settings["demo"]
+    network, _ = load_inputs(settings)
+    detectors, plan = demo_layout(settings, network)
     traffic = DemoTraffic(
         network, detectors, interval_s=int(demo["interval_s"]), plan=plan, seed=int(demo["seed"])
     )

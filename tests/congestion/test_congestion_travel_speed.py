@@ -322,7 +322,6 @@ def test_free_flow_learned_from_interval_speeds(make_registry, make_batch) -> No
             assert float(st.free_flow_kmh[0]) == pytest.approx(default)
     assert len(interval_speeds) == 11  # 12 intervals, one of them empty
     want = _ref_free_flow(interval_speeds[:-1], limit, default, 4.0)
-    print("DBG", interval_speeds, want, st.free_flow_kmh[0])
     assert want != pytest.approx(default)
     assert float(st.free_flow_kmh[0]) == pytest.approx(want, rel=1e-5)
     assert float(st.free_flow_kmh[0]) <= limit
@@ -361,7 +360,9 @@ def test_export_import_round_trip(make_registry, make_batch) -> None:
     assert np.isfinite(state["ff_interval"][:, 0]).any()  # an interval was open at the snapshot
     for eng in (a, b):  # the interval open at the snapshot is finished after the restart
         eng.add_readings(
-            make_batch([0, 1], [420.0, 420.0], count=[2.0, 2.0], occupancy_pct=[1.0, 40.0], speed_kmh=[50.0, 9.0])
+            make_batch(
+                [0, 1], [420.0, 420.0], count=[2.0, 2.0], occupancy_pct=[1.0, 40.0], speed_kmh=[50.0, 9.0]
+            )
         )
     np.testing.assert_array_equal(a.tick(420.0).states.free_flow_kmh, b.tick(420.0).states.free_flow_kmh)
     np.testing.assert_array_equal(a.export_state()["ff_hist"], b.export_state()["ff_hist"])
