@@ -43,6 +43,7 @@ from congestion.types import SegmentStates, TickResult
 from roadgraph import load_network, synthetic_grid
 from roadgraph.detectors import DetectorRegistry
 from roadgraph.network import RoadNetwork
+from roadpulse.brokers.mosquitto import free_port
 from roadpulse.bundled import demo_city_path
 from roadpulse.components import LiveContext
 from roadpulse.config import load_config
@@ -52,13 +53,6 @@ from roadpulse.service import HttpService
 OUT = Path(__file__).resolve().parent / "out"
 CHANGED_SHARE = 0.3
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class StateMaker:

@@ -33,6 +33,7 @@ import numpy as np
 import shapely
 
 from roadgraph.network import RoadNetwork
+from roadgraph.projection import haversine_m
 
 from .amap import STATUS_OF_LEVEL, STATUS_TEXT, UNNAMED, AmapRoads
 from .geo import gcj02_to_wgs84
@@ -86,12 +87,6 @@ def _lnglat(text: str, name: str) -> tuple[float, float]:
     return gcj02_to_wgs84(lng, lat)
 
 
-def _haversine_m(a: tuple[float, float], b: tuple[float, float]) -> float:
-    lon1, lat1, lon2, lat2 = map(math.radians, (*a, *b))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    return 2 * 6371008.8 * math.asin(math.sqrt(h))
-
-
 def _select(kind: str, query: dict[str, str], network: RoadNetwork, index: _Index) -> np.ndarray:
     if kind == "rectangle":
         text = query.get("rectangle", "")
@@ -101,7 +96,7 @@ def _select(kind: str, query: dict[str, str], network: RoadNetwork, index: _Inde
         if len(corners) != 2:
             raise _invalid(f"rectangle: expected 'lng,lat;lng,lat', got {text!r}")
         a, b = (_lnglat(c, "rectangle") for c in corners)
-        if _haversine_m(a, b) > MAX_DIAGONAL_M:
+        if float(haversine_m(a[0], a[1], b[0], b[1])) > MAX_DIAGONAL_M:
             raise _invalid(f"rectangle: the diagonal is longer than {MAX_DIAGONAL_M / 1000:g} km")
         box = shapely.box(min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1]))
         return np.sort(index.tree.query(box, predicate="intersects"))

@@ -237,10 +237,5 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_not_yet(args: argparse.Namespace) -> int:
-    # Said plainly rather than faked: these commands are specified but not built yet.
-    raise UsageError(f"not implemented yet; it arrives with issue {args.issue}")
-
-
 if __name__ == "__main__":
     sys.exit(main())

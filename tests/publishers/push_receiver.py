@@ -9,7 +9,6 @@ private key. Every request that reached a handler is recorded.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import urllib.parse
@@ -20,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from publishers import amap
+from roadpulse.brokers.mosquitto import free_port
 
 
 @dataclass
@@ -36,11 +36,6 @@ class Received:
 #: "ok", "500", "429", "400", "hang", "drop" (no answer, not applied), "ack_lost" (applied, no answer).
 Behaviour = Callable[[int, str], str]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Receiver:

@@ -104,7 +104,7 @@ def test_replay_bad_inputs(files: dict[str, Path], setup: str, needles: list[str
     _one_line_error(roadpulse("replay", *flat), *needles)
 
 
-def test_unbuilt_commands_say_so() -> None:
+def test_route_and_camera_replay_name_a_missing_file() -> None:
     # route is built (issue #8): a missing network file is bad input, named in one line.
     _one_line_error(roadpulse("route", "--network", "x.osm", "--from", "1,2", "--to", "3,4"), "x.osm")
     # camera-replay is built (issue #5): a missing camera file is bad input, named in one line.

@@ -24,6 +24,7 @@ import paho.mqtt.client as paho
 from roadgraph import load_network, place_detectors
 from roadgraph.detectors import DetectorRegistry
 from roadgraph.network import RoadNetwork
+from roadpulse.brokers.mosquitto import free_port
 from roadpulse.components import build_components
 from roadpulse.config import Settings, load_config
 from roadpulse.live import serve
@@ -80,13 +81,6 @@ def camera_frame(t: float) -> bytes:
 def target_level(segment_row: int) -> int:
     return 1 + (segment_row * 7) % 5
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LiveEngine:
