@@ -23,6 +23,13 @@ Scenarios (live weights)
 
     .venv/bin/python benchmarks/bench_route.py [--pairs 200] [--size 316] [--seed 0]
 
+Landmark tables
+    After a weight change the router rebuilds its landmark tables on the live travel times in a
+    background thread (``roadgraph.landmarks``; the time is reported as ``landmark_build_s``) and
+    uses the always-valid lower-bound tables meanwhile. The headline figures are queries on the
+    live tables (the steady state between ticks); the same pairs are then run on the lower-bound
+    tables (``floor_tables_*``: a query in the second after a tick), and both must equal networkx.
+
 Wall-clock and CPU (``thread_time``) per query are both recorded: on a shared machine the wall
 clock also counts time other processes had the core. Prints a table and writes JSON to
 ``benchmarks/out/bench_route.json``.
@@ -106,12 +113,22 @@ def run_case(
     net = router.network
     speed, free_flow, closed = make(net, rng)
     refresh, refresh_cpu = [], []
-    for _ in range(21):
+    # alternate two weightings (the second 5 % faster) so that every refresh pays for what a real
+    # tick does: the validity check, the snapshot and the rebuild request; the last one is ``speed``
+    faster = speed * 1.05
+    for i in range(21):
         c0 = time.thread_time()
         t0 = time.perf_counter()
-        router.update_from_speeds(speed, free_flow, closed)
+        router.update_from_speeds(speed if i % 2 == 0 else faster, free_flow, closed)
         refresh.append(time.perf_counter() - t0)
         refresh_cpu.append(time.thread_time() - c0)
+    # the live landmark tables are rebuilt in the background after a weight change (about a
+    # second here); queries meanwhile use the lower-bound tables. Both are measured below.
+    t0 = time.perf_counter()
+    router.wait_for_landmarks()
+    landmark_wait_s = time.perf_counter() - t0
+    refresher = router._refresher
+    landmark_build_s = refresher.last_build_s if refresher is not None else float("nan")
     tt = router.travel_time_s
     use_turns = router.turns.source != "all turns"
     t0 = time.perf_counter()
@@ -122,6 +139,7 @@ def run_case(
     router.route(int(open_rows[0]), int(open_rows[1]))  # JIT warm-up outside the timings
     ours, theirs, settled, diffs, costs = [], [], [], [], []
     ours_cpu, theirs_cpu = [], []
+    pair_list: list[tuple[int, int]] = []
     unreachable = 0
     while len(ours) < pairs_wanted:
         s, t = (int(x) for x in rng.choice(open_rows, size=2, replace=False))
@@ -150,6 +168,7 @@ def run_case(
             if unreachable > 5 * pairs_wanted:
                 break
             continue
+        pair_list.append((s, t))
         theirs.append(t1 - t0)
         ours.append(t2 - t1)
         theirs_cpu.append(c1 - c0)
@@ -157,9 +176,11 @@ def run_case(
         settled.append(route.settled if route is not None else 0)
         diffs.append(abs(cost - nx_cost) if np.isfinite(cost) and np.isfinite(nx_cost) else np.inf)
         costs.append(nx_cost)
+    floor_ms, floor_diffs = floor_tables_pass(router, pair_list, costs)
     ours_a, theirs_a = np.array(ours) * 1e3, np.array(theirs) * 1e3
     # equal to float tolerance: the router's heap keys are bucketed to 1e-7 s (see the kernels)
-    equal = bool(np.all(np.array(diffs) <= 1e-6 + 1e-9 * np.array(costs)))
+    tolerance = 1e-6 + 1e-9 * np.array(costs)
+    equal = bool(np.all(np.array(diffs) <= tolerance) and np.all(floor_diffs <= tolerance))
     return {
         "network": label,
         "scenario": scenario,
@@ -181,6 +202,12 @@ def run_case(
         "speedup_cpu_p50": float(np.median(theirs_cpu) / np.median(ours_cpu)),
         "speedup_mean": float(theirs_a.mean() / ours_a.mean()),
         "settled_p50": float(np.median(settled)),
+        "landmarks_live": router.landmarks_live,
+        "landmark_build_s": landmark_build_s,
+        "landmark_wait_s": landmark_wait_s,
+        "floor_tables_p50_ms": float(np.median(floor_ms)),
+        "floor_tables_p99_ms": float(np.percentile(floor_ms, 99)),
+        "floor_tables_speedup_p50": float(np.median(theirs_a) / np.median(floor_ms)),
         "refresh_ms_p50": float(np.median(refresh) * 1e3),
         "refresh_ms_max": float(np.max(refresh) * 1e3),
         "refresh_cpu_ms_p50": float(np.median(refresh_cpu) * 1e3),
@@ -189,6 +216,29 @@ def run_case(
         "costs_equal": equal,
         "unreachable_pairs_skipped": unreachable,
     }
+
+
+def floor_tables_pass(
+    router: Router, pairs: list[tuple[int, int]], expected: list[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same pairs on the lower-bound landmark tables: what a query costs in the second or so
+    after a tick, before the live tables are rebuilt. Returns (ms per query, |cost − networkx|)."""
+    live = (router._lm, router._lm_base)
+    router._lm, router._lm_base = router._landmark_tables.floor, None
+    times, diffs = [], []
+    try:
+        for (s, t), nx_cost in zip(pairs, expected, strict=True):
+            t0 = time.perf_counter()
+            try:
+                cost = router.route(s, t).duration_s
+            except ValueError:
+                cost = np.inf
+            times.append(time.perf_counter() - t0)
+            finite = np.isfinite(cost) and np.isfinite(nx_cost)
+            diffs.append(abs(cost - nx_cost) if finite else (0.0 if cost == nx_cost else np.inf))
+    finally:
+        router._lm, router._lm_base = live
+    return np.array(times) * 1e3, np.array(diffs)
 
 
 def main() -> int:
@@ -225,7 +275,9 @@ def main() -> int:
             print(
                 f"  {label:5s} {scenario:12s} router p50 {res['router_p50_ms']:7.2f} ms  "
                 f"networkx p50 {res['networkx_p50_ms']:8.1f} ms  ×{res['speedup_p50']:.0f}  "
-                f"equal={res['costs_equal']}",
+                f"(floor tables p50 {res['floor_tables_p50_ms']:.2f} ms "
+                f"×{res['floor_tables_speedup_p50']:.0f}; "
+                f"live tables built in {res['landmark_build_s']:.2f} s)  equal={res['costs_equal']}",
                 flush=True,
             )
 

@@ -409,3 +409,18 @@ def travel_times_from_speeds(
             v = free_flow_kmh[i]
         tt = length_m[i] * 3.6 / v if v > 0.0 else INF
         out[i] = tt if tt > lower_bound_s[i] else lower_bound_s[i]
+
+
+@njit(cache=True, nogil=True)
+def compare_weights(tt: np.ndarray, lower_bound: np.ndarray, base: np.ndarray) -> tuple[bool, bool]:
+    """Whether landmark tables built on ``base`` still hold for the travel times ``tt``: (every
+    ``tt[i] ≥ base[i]``, and the snapshot of ``tt`` — closed segments at ``lower_bound`` — equals
+    ``base``, i.e. the tables are still exact). Stops at the first drop."""
+    same = True
+    for i in range(len(tt)):
+        t = tt[i]
+        if t < base[i]:
+            return False, False
+        if same and (t if t < INF else lower_bound[i]) != base[i]:
+            same = False
+    return True, same

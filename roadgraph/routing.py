@@ -28,6 +28,14 @@ Search
     used. Exact: path costs equal Dijkstra's on the same weights (tested against networkx),
     within the 1e-7 s key rounding of the kernels.
 
+Live landmarks
+    Landmark distances on the lower bounds are always valid but loose in congestion. With
+    ``live_landmarks`` (the default) a background thread rebuilds them on the current travel
+    times after each weight change (``roadgraph.landmarks``); they are used while no segment's
+    travel time has dropped below the value they were built on — checked at every update, with
+    the lower-bound tables as the fallback in between — so every query stays exact.
+    ``wait_for_landmarks`` blocks until the rebuild has caught up (tests, benchmarks).
+
 U-turns
     Allowed at any junction unless the network forbids them (SUMO without a turnaround
     connection, OSM ``no_u_turn``) or ``u_turns=False`` (then only at dead ends).
@@ -49,6 +57,7 @@ import numpy as np
 import shapely
 
 from . import _routing_kernels as k
+from .landmarks import LandmarkRefresher, LandmarkTables, snapshot_weights
 from .network import RoadNetwork
 from .polyline import encode_polyline
 from .snapping import SegmentIndex
@@ -103,6 +112,7 @@ class Router:
         free_flow_fraction: float = DEFAULT_FREE_FLOW_FRACTION,
         n_landmarks: int = 16,
         active_landmarks: int = 8,
+        live_landmarks: bool = True,
         max_snap_m: float = 100.0,
         alternative_penalty: float = 1.5,
         max_overlap: float = 0.7,
@@ -139,7 +149,16 @@ class Router:
         self._n_nodes = len(nodes)
         self._twin = self._twins()
         self.graph: SearchGraph = search_graph(self.turns, self._from_node, self._end_node, self._n_nodes)
-        self._lm = self._landmarks(n_landmarks, seed)
+        self._landmark_tables = LandmarkTables(
+            self._from_node, self._end_node, self._n_nodes, self.lower_bound_s, n_landmarks, seed
+        )
+        #: the landmark tables queries use now, and the weights they were built on (None: the
+        #: lower bounds, always valid)
+        self._lm = self._landmark_tables.floor
+        self._lm_base: np.ndarray | None = None
+        self._refresher = (
+            LandmarkRefresher(self._landmark_tables, self._install_landmarks) if live_landmarks else None
+        )
         self.active_landmarks = max(1, min(active_landmarks, self._lm.shape[1]))
 
         # per-query work arrays, reused (see the kernel's stamps); a heap never holds more than
@@ -173,39 +192,6 @@ class Router:
             dtype=np.int64,
         )
 
-    def _landmarks(self, count: int, seed: int) -> np.ndarray:
-        """Landmark distances on lower-bound travel times: ``lm[v, l]`` = (d(l, v), d(v, l)).
-
-        Stored node-major so that one junction's bounds sit together in memory.
-
-        Farthest-first: each new landmark is the node whose lower-bound distance to the nearest
-        landmark so far is largest (in either direction), which spreads them around the edge of
-        the network where ALT bounds are tightest.
-        """
-        n_nodes = self._n_nodes
-        order = np.argsort(self._from_node, kind="stable")
-        fwd_ptr = np.zeros(n_nodes + 1, dtype=np.int64)
-        np.cumsum(np.bincount(self._from_node, minlength=n_nodes), out=fwd_ptr[1:])
-        fwd_head, fwd_w = self._end_node[order].astype(np.int32), self.lower_bound_s[order]
-        order_r = np.argsort(self._end_node, kind="stable")
-        bwd_ptr = np.zeros(n_nodes + 1, dtype=np.int64)
-        np.cumsum(np.bincount(self._end_node, minlength=n_nodes), out=bwd_ptr[1:])
-        bwd_head, bwd_w = self._from_node[order_r].astype(np.int32), self.lower_bound_s[order_r]
-        count = max(1, min(count, n_nodes))
-        lm = np.empty((n_nodes, count, 2))
-        rng = np.random.default_rng(seed)
-        start = int(rng.integers(n_nodes))
-        d0 = k.node_dijkstra(fwd_ptr, fwd_head, fwd_w, start)
-        nearest = np.where(np.isfinite(d0), d0, -1.0)
-        for j in range(count):
-            candidate = int(np.argmax(nearest))
-            lm[:, j, 0] = k.node_dijkstra(fwd_ptr, fwd_head, fwd_w, candidate)
-            lm[:, j, 1] = k.node_dijkstra(bwd_ptr, bwd_head, bwd_w, candidate)
-            reach = np.fmin(lm[:, j, 0], lm[:, j, 1])
-            reach = np.where(np.isfinite(reach), reach, -1.0)
-            nearest = reach if j == 0 else np.minimum(nearest, reach)
-        return lm
-
     # ------------------------------------------------------------------ weights
 
     def set_travel_times(self, travel_time_s: np.ndarray) -> None:
@@ -217,6 +203,7 @@ class Router:
             raise ValueError("travel times must be positive numbers (inf = closed)")
         with self._lock:
             np.maximum(tt, self.lower_bound_s, out=self.travel_time_s)
+            self._weights_changed()
 
     def update_from_speeds(
         self,
@@ -242,6 +229,40 @@ class Router:
             if levels is not None:
                 self.levels[:] = levels
             self.weights_ts = ts
+            self._weights_changed()
+
+    # ------------------------------------------------------------------ live landmarks
+
+    @property
+    def landmarks_live(self) -> bool:
+        """True while queries use landmark tables built on live travel times (not the floor)."""
+        return self._lm_base is not None
+
+    def _weights_changed(self) -> None:
+        """After an update (lock held): drop live tables a travel-time drop has invalidated, and
+        ask for a rebuild unless the tables in use are still exact for these weights."""
+        if self._lm_base is not None:
+            valid, same = k.compare_weights(self.travel_time_s, self.lower_bound_s, self._lm_base)
+            if not valid:
+                self._lm, self._lm_base = self._landmark_tables.floor, None
+            if same:
+                return
+        if self._refresher is not None:
+            self._refresher.request(snapshot_weights(self.travel_time_s, self.lower_bound_s))
+
+    def _install_landmarks(self, tables: np.ndarray, base: np.ndarray) -> None:
+        """A finished rebuild (refresher thread): use it if the weights still respect it."""
+        with self._lock:
+            valid, _ = k.compare_weights(self.travel_time_s, self.lower_bound_s, base)
+            if valid:
+                self._lm, self._lm_base = tables, base
+
+    def wait_for_landmarks(self, timeout: float | None = None) -> bool:
+        """Block until live landmark tables are built for the current weights (False on
+        timeout, or when live landmarks are off)."""
+        if self._refresher is None:
+            return False
+        return self._refresher.wait_idle(timeout)
 
     def set_profile(self, ratio_by_hour: np.ndarray | None, free_flow_kmh: np.ndarray | None = None) -> None:
         """Typical speed / free-flow ratio per segment and hour of day (UTC), shape (n, H), NaN

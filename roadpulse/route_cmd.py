@@ -78,7 +78,8 @@ def run_route(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"{exc.filename or args.network}: {exc.strerror or exc}") from None
-    router = Router(network, u_turns=not args.no_u_turns, max_snap_m=args.max_snap_m)
+    # one query: rebuilding landmark tables on the weights would cost more than it saves
+    router = Router(network, u_turns=not args.no_u_turns, max_snap_m=args.max_snap_m, live_landmarks=False)
     if args.weights:
         travel_time, listed = read_weights(Path(args.weights), router)
         router.set_travel_times(travel_time)
