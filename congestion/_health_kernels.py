@@ -189,6 +189,20 @@ def gfactor_samples(
 
 
 @njit(cache=True, nogil=True)
+def gfactor_push(
+    ring: np.ndarray, head: np.ndarray, n: np.ndarray, dets: np.ndarray, vals: np.ndarray
+) -> None:
+    """Append estimate ``vals[i]`` to detector ``dets[i]``'s ring of the last ``W`` estimates, in
+    the order given (``head[d]``: next slot; ``n[d]``: estimates ever added)."""
+    w = ring.shape[1]
+    for i in range(dets.shape[0]):
+        d = dets[i]
+        ring[d, head[d]] = vals[i]
+        head[d] = (head[d] + 1) % w
+        n[d] += 1
+
+
+@njit(cache=True, nogil=True)
 def segment_occupancy(
     detector_segment: np.ndarray,
     usable: np.ndarray,

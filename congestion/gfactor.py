@@ -151,11 +151,7 @@ class GFactorCalibrator:
         ok = np.isfinite(g) & (g >= s.min_length_m * 0.5) & (g <= s.max_length_m * 2)
         dets = batch.detector_index[ok]
         vals = g[ok]
-        width = self._ring.shape[1]
-        for d, v in zip(dets.tolist(), vals.tolist(), strict=True):
-            self._ring[d, self._head[d]] = v
-            self._head[d] = (self._head[d] + 1) % width
-            self._n[d] += 1
+        hk.gfactor_push(self._ring, self._head, self._n, dets.astype(np.int64), vals.astype(np.float32))
         touched = np.unique(dets)
         if len(touched):
             ready = touched[self._n[touched] >= s.min_samples]

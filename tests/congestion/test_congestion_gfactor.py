@@ -146,6 +146,27 @@ def test_gfactor_kernel_matches_numpy_reference() -> None:
     np.testing.assert_allclose(out, expected, rtol=1e-12)
 
 
+def test_gfactor_push_matches_python_reference() -> None:
+    """Ring appends in order, wrapping, with repeated detectors in one batch."""
+    rng = np.random.default_rng(4)
+    width, detectors = 5, 7
+    ring = np.full((detectors, width), np.nan, dtype=np.float32)
+    head = np.zeros(detectors, dtype=np.int64)
+    n = np.zeros(detectors, dtype=np.int64)
+    ref_ring, ref_head, ref_n = ring.copy(), head.copy(), n.copy()
+    for _ in range(4):
+        dets = rng.integers(detectors, size=23).astype(np.int64)
+        vals = rng.uniform(3, 20, 23).astype(np.float32)
+        hk.gfactor_push(ring, head, n, dets, vals)
+        for d, v in zip(dets.tolist(), vals.tolist(), strict=True):
+            ref_ring[d, ref_head[d]] = v
+            ref_head[d] = (ref_head[d] + 1) % width
+            ref_n[d] += 1
+    np.testing.assert_array_equal(ring, ref_ring)
+    np.testing.assert_array_equal(head, ref_head)
+    np.testing.assert_array_equal(n, ref_n)
+
+
 def test_real_wsdot_loops_give_back_the_length_their_speeds_were_computed_with(make_network) -> None:
     """WSDOT's loops on I-90 are single loops whose published speeds were computed from flow and
     occupancy with a fixed effective length: calibrating from those speeds must find it again
