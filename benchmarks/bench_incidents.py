@@ -6,25 +6,31 @@ What it measures (issue #3), each through the same code path as ``roadpulse repl
 1. **False incidents** per hour per 100 segments on incident-free runs with a quiet first third
    and a peak (target ≤ 1): every incident reported is false.
 2. **Detection delay** of a lane-blocking incident: a vehicle stopped on the rightmost lane of a
-   busy multi-lane edge with loops for 20 minutes from a quarter into the peak — halfway along
-   the edge (as ``sumo_scenarios``' own blocker), at 65 % (just upstream of the loop at 70 %)
-   and at 90 % (downstream of it). Delay = the tick at which the first incident on that edge is
-   published − the stop's start (target ≤ 5 minutes). Incidents elsewhere in these runs are
-   counted too.
-3. **Detector health on injected faults**: the incident-free readings with a third of the
-   detectors given a fault from the peak on (stuck values, occupancy 0 with flow, implausibly
-   high occupancy, dropouts, switched off); the confusion matrix of injected fault vs. the
-   status published, and the healthy detectors wrongly flagged.
+   busy multi-lane edge with loops (one-lane where a network has none) for 20 minutes from a
+   quarter into the peak, at three positions along the edge (upstream and downstream of its
+   loop at 70 %). Delay = the tick at which the first incident on that edge is published − the
+   stop's start (target ≤ 5 minutes). Incidents elsewhere in these runs are counted too.
+3. **Detector health on injected faults** (tuned runs): the incident-free readings with a third
+   of the detectors given a fault from the peak on (stuck values, occupancy 0 with flow,
+   implausibly high occupancy, dropouts, switched off); the confusion matrix of injected fault
+   vs. the status published, and the healthy detectors wrongly flagged.
 
-The busy edge is chosen from the incident-free run's loop counts (the edge nearest the centre
-may carry no traffic worth the name: an obstacle there blocks nobody). Scenarios use
-``benchmarks/sumo_scenarios.py``; the blocked variants rerun SUMO on the same network, demand and
-loops with one extra stopped vehicle.
+Runs come in three sets (``RUNS``), reported apart: ``tuned`` (the runs the thresholds were
+chosen on), ``held-out-1`` and ``held-out-2`` (other grid sizes, link lengths, demand, signal
+programs, cities, stop positions and choice of blocked edge; held-out-2 was built after the
+detector was frozen and measured once). The blocked edge is the busiest (from the incident-free
+run's loop counts) or, for some held-out runs, the one nearest the centre among the busier half
+(the very nearest may carry no traffic worth the name: an obstacle there blocks nobody).
+Scenarios use ``benchmarks/sumo_scenarios.py``; the blocked variants rerun SUMO on the same
+network, demand and loops with one extra stopped vehicle.
 
-    .venv/bin/python benchmarks/bench_incidents.py [--quick]
+    .venv/bin/python benchmarks/bench_incidents.py [--quick] [--set tuned|held-out-1|held-out-2]
+        [--reuse] [--no-health] [--override incidents.lane_alpha=1e-3 ...]
 
-Prints tables and writes ``benchmarks/out/incidents.json`` and PNGs
-(``incidents_timeline_*.png``, ``incidents_false_alarms.png``, ``health_confusion.png``).
+``--reuse`` replays the scenarios already built (SUMO takes minutes; replays take about a minute
+in all). Prints tables and writes ``benchmarks/out/incidents.json`` (``incidents_{set}.json``
+for a subset or without health) and PNGs (``incidents_timeline_*.png``,
+``incidents_false_alarms.png``, ``health_confusion.png``).
 """
 
 from __future__ import annotations
@@ -72,6 +78,47 @@ BLOCK_S = 1200
 def busiest_edge(scenario: Scenario) -> tuple[str, float]:
     """The multi-lane looped edge (≥ 80 m) with the most vehicles counted in the peak, and its
     length."""
+    counts, lanes_of, length_of = _peak_counts(scenario)
+    ok = _blockable(counts, lanes_of, length_of)
+    best = max(ok, key=lambda e: counts[e])
+    return best, length_of[best]
+
+
+def central_busy_edge(scenario: Scenario) -> tuple[str, float]:
+    """Held-out runs block another edge than the tuned ones: among multi-lane looped edges
+    (≥ 80 m) at least as busy in the peak as the median of them, the one nearest the centre of
+    the network (as ``sumo_scenarios``' own blocker, which ignores traffic)."""
+    root = ET.parse(scenario.net).getroot()
+    xy = {j.get("id"): (float(j.get("x", "0")), float(j.get("y", "0"))) for j in root.iter("junction")}
+    cx = sum(x for x, _ in xy.values()) / len(xy)
+    cy = sum(y for _, y in xy.values()) / len(xy)
+    ends: dict[str, tuple[str, str]] = {}
+    for edge in root.iter("edge"):
+        if not edge.get("function"):
+            ends[str(edge.get("id"))] = (str(edge.get("from")), str(edge.get("to")))
+    counts, lanes_of, length_of = _peak_counts(scenario)
+    ok = _blockable(counts, lanes_of, length_of)
+    floor = float(np.median([counts[e] for e in ok]))
+
+    def dist(e: str) -> float:
+        (x0, y0), (x1, y1) = xy[ends[e][0]], xy[ends[e][1]]
+        return float(((x0 + x1) / 2 - cx) ** 2 + ((y0 + y1) / 2 - cy) ** 2)
+
+    best = min((e for e in ok if counts[e] >= floor), key=dist)
+    return best, length_of[best]
+
+
+def _blockable(counts: dict[str, float], lanes_of: dict[str, int], length_of: dict[str, float]) -> list[str]:
+    """Looped edges of 80 m or more with traffic: multi-lane ones (a lane blocked, traffic
+    squeezing past), else, on networks with none (West Oakland), single-lane ones (the road
+    blocked)."""
+    long = [e for e in counts if length_of.get(e, 0) >= 80 and counts[e] > 0]
+    multi = [e for e in long if lanes_of.get(e, 0) >= 2]
+    return multi or long
+
+
+def _peak_counts(scenario: Scenario) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
+    """Vehicles counted per edge in the peak, lanes and length per edge."""
     lanes_of: dict[str, int] = {}
     length_of: dict[str, float] = {}
     for edge in ET.parse(scenario.net).getroot().iter("edge"):
@@ -88,12 +135,10 @@ def busiest_edge(scenario: Scenario) -> tuple[str, float]:
             if r["ts"] > scenario.peak_start_s:
                 lane_id = r["detector_id"][len("e1_") :]
                 counts[lane_id.rsplit("_", 1)[0]] += r["count"]
-    ok = [e for e in counts if lanes_of.get(e, 0) >= 2 and length_of.get(e, 0) >= 80]
-    best = max(ok, key=lambda e: counts[e])
-    return best, length_of[best]
+    return counts, lanes_of, length_of
 
 
-def reuse_or_build(work: Path, net_name: str, build: Any, reuse: bool) -> Scenario:
+def reuse_or_build(work: Path, net_name: str, build: Any, reuse: bool, duration_s: int = 3600) -> Scenario:
     """The scenario in ``work`` when ``reuse`` and its readings exist (SUMO runs take minutes),
     else ``build()``."""
     if reuse and (work / "readings.jsonl").exists():
@@ -105,7 +150,7 @@ def reuse_or_build(work: Path, net_name: str, build: Any, reuse: bool) -> Scenar
             readings=work / "readings.jsonl",
             edgedata_300=work / "edgedata300.xml",
             edgedata_60=work / "edgedata60.xml",
-            duration_s=3600,
+            duration_s=duration_s,
             loop_edges=frozenset(),
         )
     result: Scenario = build()
@@ -188,6 +233,10 @@ def with_blocker(
 # --------------------------------------------------------------------------------------------
 
 
+#: ``--override section.key=value`` settings for every replay (None: the defaults).
+OVERRIDES: dict[str, Any] = {}
+
+
 def replay(scenario: Scenario, readings: Path, out: Path) -> tuple[list[dict[str, Any]], float]:
     """``roadpulse replay --full --tick-s 60`` in-process; the messages, each with the tick it
     was published at (``_tick``), and the seconds the replay took."""
@@ -195,7 +244,13 @@ def replay(scenario: Scenario, readings: Path, out: Path) -> tuple[list[dict[str
     detectors = load_detectors(scenario.detectors, network)
     started = time.perf_counter()
     run_replay(
-        network, detectors, load_config(None), readings_path=readings, out_path=out, tick_s=60.0, full=True
+        network,
+        detectors,
+        load_config(None, overrides=OVERRIDES),
+        readings_path=readings,
+        out_path=out,
+        tick_s=60.0,
+        full=True,
     )
     seconds = time.perf_counter() - started
     messages = []
@@ -319,8 +374,8 @@ def plot_timeline(
     ax.plot(tt, [truth[(t, edge)] for t in tt], label="SUMO edge speed (1 min)", color="0.4")
     ax.plot([t for t, _ in est], [v if v is not None else np.nan for _, v in est], label="roadpulse speed")
     ax.axvspan(
-        float(scenario.blocked["start_s"]),
-        float(scenario.blocked["end_s"]),
+        float(str(scenario.blocked["start_s"])),
+        float(str(scenario.blocked["end_s"])),
         color="red",
         alpha=0.12,
         label="lane blocked",
@@ -367,7 +422,7 @@ def plot_confusion(path: Path, matrix: dict[str, dict[str, int]]) -> None:
     ax.imshow(grid / np.maximum(grid.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
     for i in range(len(rows)):
         for j in range(len(cols)):
-            ax.text(j, i, int(grid[i, j]), ha="center", va="center", fontsize=8)
+            ax.text(j, i, str(int(grid[i, j])), ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
     ax.set_xlabel("diagnosed")
@@ -380,42 +435,144 @@ def plot_confusion(path: Path, matrix: dict[str, dict[str, int]]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+#: Runs the thresholds were tuned on, and held-out runs (other grid sizes, link lengths, demand
+#: and signal programs, another city, other blocking positions and another choice of blocked
+#: edge) that were only ever measured. (set, name, kind, build options, blocking positions,
+#: which edge)
+RUNS: list[tuple[str, str, str, dict[str, Any], tuple[float, ...], str]] = [
+    (
+        "tuned",
+        "grid5 seed 3",
+        "grid",
+        {"grid_n": 5, "peak_period_s": 0.4, "seed": 3},
+        (0.5, 0.65, 0.9),
+        "busiest",
+    ),
+    (
+        "tuned",
+        "grid5 seed 4",
+        "grid",
+        {"grid_n": 5, "peak_period_s": 0.4, "seed": 4},
+        (0.5, 0.65, 0.9),
+        "busiest",
+    ),
+    (
+        "tuned",
+        "city seed 3",
+        "city",
+        {"osm": "aguascalientes.osm.bz2", "peak_period_s": 0.5, "seed": 3},
+        (0.5, 0.65, 0.9),
+        "busiest",
+    ),
+    (
+        "held-out-1",
+        "grid4 250 m seed 7",
+        "grid",
+        {"grid_n": 4, "length_m": 250.0, "peak_period_s": 0.3, "seed": 7},
+        (0.3, 0.5, 0.8),
+        "central",
+    ),
+    (
+        "held-out-1",
+        "grid6 actuated seed 9",
+        "grid",
+        {"grid_n": 6, "peak_period_s": 0.25, "seed": 9, "tls_type": "actuated"},
+        (0.3, 0.5, 0.8),
+        "central",
+    ),
+    (
+        "held-out-1",
+        "city seed 8",
+        "city",
+        {"osm": "aguascalientes.osm.bz2", "peak_period_s": 0.4, "seed": 8},
+        (0.3, 0.5, 0.8),
+        "central",
+    ),
+    (
+        "held-out-1",
+        "West Oakland seed 5",
+        "city",
+        {"osm": "West-Oakland.osm.bz2", "peak_period_s": 0.5, "seed": 5},
+        (0.3, 0.5, 0.8),
+        "busiest",
+    ),
+    (
+        "held-out-2",
+        "grid5 220 m incoming seed 21",
+        "grid",
+        {"grid_n": 5, "length_m": 220.0, "peak_period_s": 0.35, "seed": 21, "tls_layout": "incoming"},
+        (0.4, 0.5, 0.75),
+        "busiest",
+    ),
+    (
+        "held-out-2",
+        "grid4 seed 23",
+        "grid",
+        {"grid_n": 4, "peak_period_s": 0.4, "seed": 23},
+        (0.4, 0.5, 0.75),
+        "busiest",
+    ),
+    (
+        "held-out-2",
+        "city seed 21",
+        "city",
+        {"osm": "aguascalientes.osm.bz2", "peak_period_s": 0.45, "seed": 21},
+        (0.4, 0.5, 0.75),
+        "busiest",
+    ),
+]
+SETS = ("tuned", "held-out-1", "held-out-2")
+
+
+def build_run(kind: str, opts: dict[str, Any], work: Path, reuse: bool) -> Scenario:
+    opts = dict(opts)
+    if kind == "grid":
+
+        def grid() -> Scenario:
+            return build_grid_scenario(work, duration_s=3600, **opts)
+
+        return reuse_or_build(work, "grid.net.xml", grid, reuse)
+    osm = CITY_OSM.parent / str(opts.pop("osm"))
+
+    def city() -> Scenario:
+        return build_city_scenario(osm, work, duration_s=3600, **opts)
+
+    return reuse_or_build(work, "city.net.xml", city, reuse)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the grid only")
+    parser.add_argument("--quick", action="store_true", help="the grids only")
+    parser.add_argument("--set", choices=(*SETS, "all"), default="all", help="which runs")
     parser.add_argument("--work", default=str(OUT / "incident_scenarios"), help="scenario folder")
     parser.add_argument("--reuse", action="store_true", help="reuse scenarios already in --work (no SUMO)")
+    parser.add_argument("--no-health", action="store_true", help="skip the injected detector faults")
+    parser.add_argument(
+        "--override", action="append", default=[], metavar="KEY=VALUE", help="e.g. incidents.lane_alpha=1e-3"
+    )
     args = parser.parse_args()
+    for item in args.override:
+        key, _, value = item.partition("=")
+        OVERRIDES[key] = json.loads(value) if value not in ("true", "false") else value == "true"
     work = Path(args.work)
     OUT.mkdir(parents=True, exist_ok=True)
-
-    free_runs: list[tuple[str, Scenario]] = []
-    for seed in (3, 4):
-        d = work / f"grid5-s{seed}"
-
-        def grid(d: Path = d, seed: int = seed) -> Scenario:
-            return build_grid_scenario(d, grid_n=5, duration_s=3600, peak_period_s=0.4, seed=seed)
-
-        free_runs.append((f"grid5 seed {seed}", reuse_or_build(d, "grid.net.xml", grid, args.reuse)))
-    if not args.quick:
-        d = work / "city-s3"
-
-        def city(d: Path = d) -> Scenario:
-            return build_city_scenario(CITY_OSM, d, duration_s=3600, peak_period_s=0.5, seed=3)
-
-        free_runs.append(("city seed 3", reuse_or_build(d, "city.net.xml", city, args.reuse)))
 
     fa_rows: list[dict[str, Any]] = []
     block_rows: list[dict[str, Any]] = []
     confusion_total: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     health_rows: list[dict[str, Any]] = []
-    for name, free in free_runs:
+    for which, name, kind, opts, positions, choose in RUNS:
+        if args.set not in ("all", which) or (args.quick and kind != "grid"):
+            continue
+        slug_run = name.replace(" ", "-").replace("seed-", "s")
+        free = build_run(kind, opts, work / slug_run, args.reuse)
         n_segments = len(load_network(free.net))
         msgs, secs = replay(free, free.readings, free.workdir / "out.jsonl")
         incs = incidents_of(msgs)
         hours = free.duration_s / 3600
         fa_rows.append(
             {
+                "set": which,
                 "run": f"{name} (no incident)",
                 "segments": n_segments,
                 "hours": hours,
@@ -425,8 +582,8 @@ def main() -> None:
                 "incident_segments": [i["segment_id"] for i in incs],
             }
         )
-        edge, length = busiest_edge(free)
-        for rel in (0.5, 0.65, 0.9):
+        edge, length = busiest_edge(free) if choose == "busiest" else central_busy_edge(free)
+        for rel in positions:
             tag = f"{name} block@{int(rel * 100)}%"
             blocked = with_blocker(
                 free, free.workdir / f"block{int(rel * 100)}", edge, length, rel, reuse=args.reuse
@@ -434,12 +591,13 @@ def main() -> None:
             msgs_b, _ = replay(blocked, blocked.readings, blocked.workdir / "out.jsonl")
             incs_b = incidents_of(msgs_b)
             assert blocked.blocked is not None
-            start = float(blocked.blocked["start_s"])
+            start = float(str(blocked.blocked["start_s"]))
             on_edge = [i for i in incs_b if i["segment_id"] == edge and i["published"] >= start]
             detected = min((i["published"] for i in on_edge), default=None)
             others = [i for i in incs_b if i["segment_id"] != edge]
             block_rows.append(
                 {
+                    "set": which,
                     "run": tag,
                     "edge": edge,
                     "stop_start_s": start,
@@ -454,49 +612,63 @@ def main() -> None:
             slug = tag.replace(" ", "_").replace("@", "").replace("%", "")
             plot_timeline(OUT / f"incidents_timeline_{slug}.png", blocked, msgs_b, detected)
 
+        if args.no_health or which != "tuned":
+            continue
         # Detector health on injected faults (the incident-free readings).
         fault_from = free.peak_start_s
         faulty = free.workdir / "readings_faulty.jsonl"
         fault_of = inject_faults(free.readings, faulty, fault_from, seed=11)
         msgs_h, _ = replay(free, faulty, free.workdir / "out_faulty.jsonl")
         matrix, stats = health_confusion(msgs_h, fault_of, fault_from)
-        for r, cols in matrix.items():
-            for c, v in cols.items():
-                confusion_total[r][c] += v
+        for fault, by_status in matrix.items():
+            for c, v in by_status.items():
+                confusion_total[fault][c] += v
         health_rows.append({"run": name, **stats, "matrix": matrix})
 
     # ---- tables ----
-    print("\nFalse incidents on incident-free runs (target ≤ 1 per hour per 100 segments)")
-    print(f"{'run':34} {'segments':>8} {'incidents':>9} {'per h per 100':>13}")
-    for r in fa_rows:
-        print(f"{r['run']:34} {r['segments']:8d} {r['incidents']:9d} {r['false_per_h_per_100']:13.2f}")
-    total_inc = sum(r["incidents"] for r in fa_rows)
-    total_seg_h = sum(r["segments"] * r["hours"] for r in fa_rows)
-    pooled = total_inc / total_seg_h * 100
-    print(f"{'pooled':34} {'':8} {total_inc:9d} {pooled:13.2f}")
+    pooled: dict[str, float] = {}
+    for which in SETS:
+        rows = [r for r in fa_rows if r["set"] == which]
+        if not rows:
+            continue
+        print(f"\n[{which}] False incidents on incident-free runs (target ≤ 1 per hour per 100 segments)")
+        print(f"{'run':34} {'segments':>8} {'incidents':>9} {'per h per 100':>13}")
+        for r in rows:
+            print(f"{r['run']:34} {r['segments']:8d} {r['incidents']:9d} {r['false_per_h_per_100']:13.2f}")
+        total_inc = sum(r["incidents"] for r in rows)
+        total_seg_h = sum(r["segments"] * r["hours"] for r in rows)
+        pooled[which] = total_inc / total_seg_h * 100
+        print(f"{'pooled':34} {'':8} {total_inc:9d} {pooled[which]:13.2f}")
 
-    print("\nLane-blocking incident: detection delay (target ≤ 300 s)")
-    print(f"{'run':34} {'edge':>14} {'delay s':>8} {'other incidents':>15}  cause")
-    for r in block_rows:
-        delay = "missed" if r["delay_s"] is None else f"{r['delay_s']:.0f}"
-        print(
-            f"{r['run']:34} {r['edge']:>14} {delay:>8} {r['other_incidents']:15d}  {(r['cause'] or '')[:60]}"
-        )
+        print(f"\n[{which}] Lane-blocking incident: detection delay (target ≤ 300 s)")
+        print(f"{'run':34} {'edge':>14} {'delay s':>8} {'other incidents':>15}  cause")
+        brows = [r for r in block_rows if r["set"] == which]
+        for r in brows:
+            delay = "missed" if r["delay_s"] is None else f"{r['delay_s']:.0f}"
+            print(
+                f"{r['run']:34} {r['edge']:>14} {delay:>8} {r['other_incidents']:15d}  "
+                f"{(r['cause'] or '')[:60]}"
+            )
+        hit = sum(1 for r in brows if r["delay_s"] is not None and r["delay_s"] <= 300)
+        print(f"detected within 5 minutes: {hit} of {len(brows)}")
 
-    print("\nDetector health on injected faults (first non-ok status after the fault starts)")
-    cols = sorted({c for r in confusion_total.values() for c in r} | {"ok"}, key=lambda c: (c != "ok", c))
-    corner = "injected \\ diagnosed"
-    print(f"{corner:26}" + "".join(f"{c[:12]:>13}" for c in cols))
-    for r in ["healthy", *FAULTS]:
-        print(f"{r:26}" + "".join(f"{confusion_total[r].get(c, 0):13d}" for c in cols))
-    for h in health_rows:
-        print(
-            f"  {h['run']}: healthy detectors flagged {h['healthy_flagged']}/{h['healthy']}; "
-            f"median time to diagnosis (s): {h['median_delay_s']}"
+    if health_rows:
+        print("\nDetector health on injected faults (first non-ok status after the fault starts)")
+        columns = sorted(
+            {c for row in confusion_total.values() for c in row} | {"ok"}, key=lambda c: (c != "ok", c)
         )
+        corner = "injected \\ diagnosed"
+        print(f"{corner:26}" + "".join(f"{c[:12]:>13}" for c in columns))
+        for fault in ["healthy", *FAULTS]:
+            print(f"{fault:26}" + "".join(f"{confusion_total[fault].get(c, 0):13d}" for c in columns))
+        for h in health_rows:
+            print(
+                f"  {h['run']}: healthy detectors flagged {h['healthy_flagged']}/{h['healthy']}; "
+                f"median time to diagnosis (s): {h['median_delay_s']}"
+            )
+        plot_confusion(OUT / "health_confusion.png", {k: dict(v) for k, v in confusion_total.items()})
 
     plot_false_alarms(OUT / "incidents_false_alarms.png", fa_rows)
-    plot_confusion(OUT / "health_confusion.png", {k: dict(v) for k, v in confusion_total.items()})
     result = {
         "false_alarms": fa_rows,
         "false_per_h_per_100_pooled": pooled,
@@ -504,8 +676,9 @@ def main() -> None:
         "health": health_rows,
         "health_confusion": {k: dict(v) for k, v in confusion_total.items()},
     }
-    (OUT / "incidents.json").write_text(json.dumps(result, indent=1))
-    print(f"\nwrote {OUT / 'incidents.json'} and PNGs in {OUT}")
+    name = "incidents.json" if args.set == "all" and not args.no_health else f"incidents_{args.set}.json"
+    (OUT / name).write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {OUT / name} and PNGs in {OUT}")
 
 
 if __name__ == "__main__":

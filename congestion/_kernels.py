@@ -36,7 +36,11 @@ SPOT_STOPPED_SPEED_KMH = 3
 SPOT_MAX_SPEED_FACTOR = 4
 SPOT_LOW_EVIDENCE_WEIGHT_VEH = 5
 SPOT_STOPPED_WEIGHT_VEH = 6
-SPOT_N_PARAMS = 7
+SPOT_QUEUE_SPEED_FRACTION = 7
+SPOT_QUEUE_HOLD_S = 8
+SPOT_N_PARAMS = 9
+#: Unit (s) of a detector's ``queue_age`` (``state.DETECTOR_INFO_RECORD``; uint8, so up to 42 min).
+QUEUE_AGE_UNIT_S = 10.0
 
 # Lanes are tracked as bits of a uint16 mask per segment (state.SEGMENT_SCRATCH_RECORD); lane
 # numbers above this fold onto it (no carriageway has 16 lanes one way: this only guards input).
@@ -246,6 +250,14 @@ def accumulate_readings(
     Every reading, with evidence or not, updates its detector's last reading unless its ``ts`` is
     older than the one held (a late reading must not roll the detector back; on a tie the later
     row wins), and counts into ``readings_total``.
+
+    Queue memory (``travel_speed`` docs): a usable detector's in-order reading with evidence sets
+    its ``queue_age`` to 1 when its spot speed is at most ``SPOT_QUEUE_SPEED_FRACTION`` × the
+    limit, to 0 otherwise; an empty-road reading while ``queue_age`` > 0 is read as a standing
+    queue (spot speed ``SPOT_STOPPED_SPEED_KMH``, weight ``SPOT_STOPPED_WEIGHT_VEH``, occupancy
+    ``SPOT_STOPPED_OCCUPANCY_MIN_PCT``) and ages it by its interval (units of
+    ``QUEUE_AGE_UNIT_S``), until that age passes ``SPOT_QUEUE_HOLD_S`` (or 255 units): then it is
+    an empty road again and the memory is cleared.
     """
     n_without_evidence = 0
     n = detector_index.shape[0]
@@ -263,7 +275,8 @@ def accumulate_readings(
         t = ts[i]
 
         # Last reading; NaN last_ts = never seen, so `not t < NaN` is true.
-        if not t < state.last_ts:
+        in_order = not t < state.last_ts
+        if in_order:
             state.last_ts = t
             state.last_count = count[i]
             state.last_occupancy_pct = occupancy_pct[i]
@@ -275,9 +288,37 @@ def accumulate_readings(
             n_without_evidence += 1
             continue
         seg = segments[info.segment]
-        v, w, empty_road = _spot_speed(
-            count[i], occupancy_pct[i], speed_kmh[i], interval_s[i], seg.speed_limit_kmh, spot_params
-        )
+        occ = occupancy_pct[i]
+        limit = seg.speed_limit_kmh
+        v, w, empty_road = _spot_speed(count[i], occ, speed_kmh[i], interval_s[i], limit, spot_params)
+        # (Written only when it changes: a store would dirty the detector table's cache lines.)
+        if in_order and w > 0.0:
+            if empty_road and info.queue_age > 0:
+                # Nobody passed and nothing stood on the loop, right after the loop saw a queue:
+                # that queue standing with the loop in the gap between two cars (at rest, it
+                # stays there), not an empty lane — read as a queue standing over the loop,
+                # until the gap readings have lasted ``queue_hold_s``.
+                step = max(np.float64(interval_s[i]) / QUEUE_AGE_UNIT_S, 1.0)
+                age = np.float64(info.queue_age) + step
+                # (At most 255 units, ~42 min, whatever the hold: the age is a uint8.)
+                if (age - 1.0) * QUEUE_AGE_UNIT_S <= spot_params[SPOT_QUEUE_HOLD_S] and age <= 255.0:
+                    info.queue_age = np.uint8(age)
+                    v = _clamp_speed(
+                        spot_params[SPOT_STOPPED_SPEED_KMH], limit, spot_params[SPOT_MAX_SPEED_FACTOR]
+                    )
+                    w = spot_params[SPOT_STOPPED_WEIGHT_VEH]
+                    empty_road = False
+                    occ = np.float32(spot_params[SPOT_STOPPED_OCCUPANCY_MIN_PCT])
+                else:
+                    info.queue_age = 0
+            elif not empty_road:
+                # A queue over the loop: a crawl (spot speed in GB/T's severe band of the limit)
+                # or nobody passing with the loop covered (``_spot_speed``: the stopped speed).
+                if v <= spot_params[SPOT_QUEUE_SPEED_FRACTION] * np.float64(limit):
+                    if info.queue_age != 1:
+                        info.queue_age = 1
+                elif info.queue_age != 0:
+                    info.queue_age = 0
         if not w > 0.0:
             n_without_evidence += 1
             continue
@@ -290,7 +331,6 @@ def accumulate_readings(
         seg.newest_ts = max(seg.newest_ts, t)
         # Flow and occupancy for the travel-speed model (readings that report an occupancy;
         # _spot_speed has checked it is within 0..100 when it gave evidence).
-        occ = occupancy_pct[i]
         dt = interval_s[i]
         if occ >= 0.0 and dt > 0.0:
             seg.count += count[i]
@@ -779,6 +819,7 @@ IP_UPSTREAM_WEIGHT = 1
 IP_SECOND_HOP_WEIGHT = 2
 IP_PROFILE_WEIGHT = 3
 IP_CONFIDENCE_FACTOR = 4
+IP_TTI_POWER = 5
 
 
 @njit(cache=True, nogil=True)
@@ -793,11 +834,13 @@ def _neighbour_ratio(
     indptr: np.ndarray,
     indices: np.ndarray,
     weight: float,
+    tti_power: float,
     sums: np.ndarray,
 ) -> None:
-    """Add weight·c·r, weight·c and weight·c·c over one direction's neighbours of ``s`` to
-    ``sums``: in the first round the measured ones (speed known), with r = speed / free flow and
-    c their confidence; in the second the unknown ones with a first-round ratio."""
+    """Add weight·c·TTI^p, weight·c and weight·c·c over one direction's neighbours of ``s`` to
+    ``sums`` (TTI = 1 / r, p = ``tti_power``): in the first round the measured ones (speed
+    known), with r = speed / free flow and c their confidence; in the second the unknown ones
+    with a first-round ratio."""
     for k in range(indptr[s], indptr[s + 1]):
         j = indices[k]
         if j == s:
@@ -815,9 +858,19 @@ def _neighbour_ratio(
             if r != r:
                 continue
             c = max(np.float64(first_conf[j]), 0.05)
-        sums[0] += weight * c / max(r, 0.01)  # travel-time index: averaged as TTI, not r
+        # Travel-time index, pooled as a power mean (p = 1, the plain mean, without a pow call).
+        tti = 1.0 / max(r, 0.01)
+        sums[0] += weight * c * (tti if tti_power == 1.0 else tti**tti_power)
         sums[1] += weight * c
         sums[2] += weight * c * c
+
+
+@njit(cache=True, nogil=True)
+def _power_mean_ratio(mean_tti_pow: float, tti_power: float) -> float:
+    """The ratio r = 1 / M_p of the power mean M_p = (mean of TTI^p)^(1/p), from that mean."""
+    if tti_power == 1.0:
+        return 1.0 / mean_tti_pow
+    return mean_tti_pow ** (-1.0 / tti_power)
 
 
 @njit(cache=True, nogil=True)
@@ -843,8 +896,9 @@ def impute_segments(
     """Fill segments with no measured state (NaN speed) in place; returns how many were filled.
 
     Ratio r = speed / free flow of a segment without a measured state: 1 / the confidence-weighted
-    mean of its measured neighbours' travel-time indices 1/r (downstream ones weigh
-    ``downstream_weight``, upstream ones ``upstream_weight``); where it has none, the same over
+    power mean (exponent ``tti_power``; 1 = the mean) of its measured neighbours' travel-time
+    indices 1/r (downstream ones weigh ``downstream_weight``, upstream ones ``upstream_weight``);
+    where it has none, the same over
     its unknown neighbours' first-round ratios (weight × ``second_hop_weight``, their confidence
     × the same); blended with its own typical ratio for this hour of day (``profile``,
     confidence 0.5) at weight ``profile_weight``. Nothing known → stays unknown. Confidence =
@@ -857,6 +911,7 @@ def impute_segments(
     hop2 = impute_params[IP_SECOND_HOP_WEIGHT]
     w_prof = impute_params[IP_PROFILE_WEIGHT]
     conf_factor = impute_params[IP_CONFIDENCE_FACTOR]
+    tti_power = impute_params[IP_TTI_POWER]
     hour = int((tick_ts % 86400.0) // 3600.0) % profile.shape[1]
     n_unknown = 0
     for s in range(speed_kmh.shape[0]):
@@ -869,11 +924,11 @@ def impute_segments(
         s = scratch_unknown[u]
         sums[:] = 0.0
         _neighbour_ratio(s, speed_kmh, free_flow_kmh, confidence, scratch_ratio, scratch_conf, False,
-                         succ_indptr, succ_indices, w_down, sums)
+                         succ_indptr, succ_indices, w_down, tti_power, sums)
         _neighbour_ratio(s, speed_kmh, free_flow_kmh, confidence, scratch_ratio, scratch_conf, False,
-                         pred_indptr, pred_indices, w_up, sums)
+                         pred_indptr, pred_indices, w_up, tti_power, sums)
         if sums[1] > 0.0:
-            scratch_ratio[s] = sums[1] / sums[0]
+            scratch_ratio[s] = _power_mean_ratio(sums[0] / sums[1], tti_power)
             scratch_conf[s] = sums[2] / sums[1]
         else:
             scratch_ratio[s] = np.nan
@@ -889,11 +944,11 @@ def impute_segments(
         if r != r:
             sums[:] = 0.0
             _neighbour_ratio(s, speed_kmh, free_flow_kmh, confidence, scratch_ratio, scratch_conf, True,
-                             succ_indptr, succ_indices, w_down, sums)
+                             succ_indptr, succ_indices, w_down, tti_power, sums)
             _neighbour_ratio(s, speed_kmh, free_flow_kmh, confidence, scratch_ratio, scratch_conf, True,
-                             pred_indptr, pred_indices, w_up, sums)
+                             pred_indptr, pred_indices, w_up, tti_power, sums)
             if sums[1] > 0.0:
-                r = sums[1] / sums[0]
+                r = np.float64(_power_mean_ratio(sums[0] / sums[1], tti_power))
                 c = hop2 * sums[2] / sums[1]
                 sw = hop2
             else:

@@ -23,7 +23,9 @@ What one tick does
    the free-flow speed (an empty road; weight ``low_evidence_weight_veh``); else, with no vehicles
    and occupancy ≥ ``stopped_occupancy_min_pct``, ``stopped_speed_kmh`` (a queue standing on the
    loop; weight ``stopped_queue_weight_veh``); anything else is no evidence. Speeds are clamped to
-   [1, ``max_speed_factor_of_limit`` × speed limit] km/h.
+   [1, ``max_speed_factor_of_limit`` × speed limit] km/h. An empty interval right after the same
+   loop saw a queue (spot speed ≤ ``queue_speed_fraction_of_limit`` × limit) is that queue
+   standing with the loop in a gap, and reads as a standing queue (``travel_speed`` docs).
 3. Per segment with new evidence, the loops' **harmonic mean spot speed** (weight-weighted, which
    estimates the space-mean speed at the loop: Wardrop 1952; see ``_kernels.update_segments``),
    the flow per lane and the mean occupancy go through the **travel-speed model** of
@@ -73,6 +75,9 @@ from .state import DetectorState, SegmentHeld, SegmentScratch
 from .travel_speed import DEFAULT_LOOP_POSITION, TravelSpeedParams
 from .types import ReadingBatch, SegmentStates, TickResult
 
+#: ``EngineSettings`` fields for which 0 is allowed (it switches the feature off).
+_MAY_BE_ZERO = ("smoothing_weight_by_occupancy", "queue_speed_fraction_of_limit")
+
 
 @dataclass(frozen=True)
 class EngineSettings:
@@ -120,13 +125,18 @@ class EngineSettings:
     free_flow_interval_s: float = 300.0
     #: Step of the typical hour-of-day profile towards each new ratio (0..1).
     profile_alpha: float = 0.2
+    #: A reading whose spot speed is at most this fraction of the limit saw a queue over the
+    #: loop; empty intervals right after it are that queue standing with the loop in a gap
+    #: (for up to ``stale_after_s``), not an empty lane. 0 = never (``travel_speed`` docs).
+    queue_speed_fraction_of_limit: float = 0.3
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            floor_ok = value >= 0 if f.name == "smoothing_weight_by_occupancy" else value > 0
+            floor_ok = value >= 0 if f.name in _MAY_BE_ZERO else value > 0
             if not (isinstance(value, int | float) and math.isfinite(value) and floor_ok):
-                raise ValueError(f"[engine] {f.name} = {value!r}: expected a finite number > 0")
+                floor = "≥ 0" if f.name in _MAY_BE_ZERO else "> 0"
+                raise ValueError(f"[engine] {f.name} = {value!r}: expected a finite number {floor}")
         if self.free_flow_fraction_of_limit > 2:
             raise ValueError(
                 f"[engine] free_flow_fraction_of_limit = {self.free_flow_fraction_of_limit}: "
@@ -150,6 +160,7 @@ ENGINE_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "free_flow_min_samples": ("settings", "free_flow_min_samples"),
     "free_flow_delay_share": ("settings", "free_flow_delay_share"),
     "free_flow_interval_s": ("settings", "free_flow_interval_s"),
+    "queue_speed_fraction_of_limit": ("settings", "queue_speed_fraction_of_limit"),
     "signal_cycle_s": ("model", "cycle_s"),
     "signal_green_ratio": ("model", "green_ratio"),
     "saturation_flow_veh_h": ("model", "saturation_flow_veh_h"),
@@ -163,6 +174,7 @@ ENGINE_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "impute_second_hop_weight": ("imputation", "second_hop_weight"),
     "impute_profile_weight": ("imputation", "profile_weight"),
     "impute_confidence_factor": ("imputation", "confidence_factor"),
+    "impute_tti_power": ("imputation", "tti_power"),
 }
 
 
@@ -293,6 +305,8 @@ def _spot_params(settings: EngineSettings) -> tuple[float, ...]:
     params[_kernels.SPOT_MAX_SPEED_FACTOR] = settings.max_speed_factor_of_limit
     params[_kernels.SPOT_LOW_EVIDENCE_WEIGHT_VEH] = settings.low_evidence_weight_veh
     params[_kernels.SPOT_STOPPED_WEIGHT_VEH] = settings.stopped_queue_weight_veh
+    params[_kernels.SPOT_QUEUE_SPEED_FRACTION] = settings.queue_speed_fraction_of_limit
+    params[_kernels.SPOT_QUEUE_HOLD_S] = settings.stale_after_s
     return tuple(float(p) for p in params)
 
 
@@ -328,6 +342,10 @@ class CongestionEngine:
         self._model_params = self._model.as_tuple()
         if estimator == "spot":
             self._model_params, self._held_params = _spot_only(self._model_params, self._held_params)
+            # The naive baseline reads every empty interval as an empty road (no queue memory).
+            spot = list(self._spot_params)
+            spot[_kernels.SPOT_QUEUE_SPEED_FRACTION] = 0.0
+            self._spot_params = tuple(spot)
         self._impute_params = (imputation or ImputationParams()).as_tuple()
         self._impute = estimator == "travel_speed"
         if self._impute:

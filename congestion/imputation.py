@@ -6,16 +6,20 @@ been silent (or unusable) for longer than ``stale_after_s``. Such a segment is f
 
 1. its **graph neighbours** (``RoadNetwork.successors_csr`` / ``predecessors_csr``, without the
    segment's own reverse, whose traffic runs the other way): the confidence-weighted mean of
-   their travel-time indices (TTI = free flow / speed = 1/r), downstream neighbours weighing
-   more than upstream ones, because congestion travels upstream (a queue spilling back from the
-   next junction is the usual way a segment without a loop gets congested). Ratios, not speeds,
-   transfer: a 30 km/h branch road next to a 60 km/h arterial both at r = 0.5 are equally
-   congested. TTIs, not ratios, are averaged: one jammed neighbour (r = 0.1, TTI 10) next to a
-   free one (r = 0.8) gives r = 0.18, where a mean of ratios would give 0.45 — in a grid
-   gridlock arrives through one jammed exit, and averaging travel times is what a driver
-   meeting either would experience (on SUMO grids this took unlooped level agreement from
-   18–59 % to 42–72 %). Where no neighbour is measured, the neighbours' own imputed values are
-   used one hop further, at ``second_hop_weight``;
+   their travel-time indices (TTI = free flow / speed = 1/r) — in general the power mean
+   M_p = (Σ w·TTI^p / Σ w)^(1/p), p = ``tti_power`` (1: the plain mean) —, downstream
+   neighbours weighing more than upstream ones, because congestion travels upstream (a queue
+   spilling back from the next junction is the usual way a segment without a loop gets
+   congested). Ratios, not speeds, transfer: a 30 km/h branch road next to a 60 km/h arterial
+   both at r = 0.5 are equally congested. TTIs, not ratios, are averaged: one jammed neighbour
+   (r = 0.1, TTI 10) beside two free ones (r = 0.8) gives r = 0.24, where a mean of ratios
+   would give 0.57 — in a grid gridlock arrives through one jammed exit, and averaging travel
+   times is what a driver meeting either would experience (on SUMO grids this took unlooped
+   level agreement from 18–59 % to 42–72 %). p > 1 lets the most congested neighbour weigh
+   more still (p = 8: r = 0.11 above); it raised unlooped agreement on the scenarios it was
+   tried on but not on scenarios held out from that choice (README), so p stays 1. Where no
+   neighbour is measured, the neighbours' own imputed
+   values are used one hop further, at ``second_hop_weight``;
 2. its own **typical profile**: the segment's learned mean ratio for this hour of day (learned
    while it had detectors; ``CongestionEngine.export_state`` keeps it across restarts), blended
    in at ``profile_weight``.
@@ -41,20 +45,25 @@ class ImputationParams:
     second_hop_weight: float = 0.5
     profile_weight: float = 0.5
     confidence_factor: float = 0.5
+    #: Exponent of the power mean of the neighbours' travel-time indices (1 = their mean).
+    tti_power: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"imputation {f.name} = {value!r}: expected a finite number ≥ 0")
+        if self.tti_power <= 0:
+            raise ValueError(f"imputation tti_power = {self.tti_power}: expected > 0")
         if self.confidence_factor > 1:
             raise ValueError(f"imputation confidence_factor = {self.confidence_factor}: expected ≤ 1")
 
     def as_tuple(self) -> tuple[float, ...]:
-        out = [0.0] * 5
+        out = [0.0] * 6
         out[_kernels.IP_DOWNSTREAM_WEIGHT] = self.downstream_weight
         out[_kernels.IP_UPSTREAM_WEIGHT] = self.upstream_weight
         out[_kernels.IP_SECOND_HOP_WEIGHT] = self.second_hop_weight
         out[_kernels.IP_PROFILE_WEIGHT] = self.profile_weight
         out[_kernels.IP_CONFIDENCE_FACTOR] = self.confidence_factor
+        out[_kernels.IP_TTI_POWER] = self.tti_power
         return tuple(float(x) for x in out)

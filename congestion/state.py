@@ -51,10 +51,19 @@ def _record(fields: list[tuple[str, type]], itemsize: int) -> np.dtype:
 
 
 #: What the kernels need of the registry, per detector (8 bytes, so the whole table of a big city
-#: stays in cache): its segment, its lane (-1 = unknown), whether it is a camera zone, and whether
-#: its readings may feed estimates (``CongestionEngine.set_detector_usable``; detector health).
+#: stays in cache): its segment, its lane (-1 = unknown), whether it is a camera zone, whether
+#: its readings may feed estimates (``CongestionEngine.set_detector_usable``; detector health),
+#: and ``queue_age``: 0 = its last reading with evidence saw no queue; k ≥ 1 = it saw one (a
+#: crawl, or a queue standing over the loop) and has since reported (k − 1) × 10 s of empty
+#: intervals, which are read as that queue standing with the loop in a gap (``travel_speed``).
 DETECTOR_INFO_RECORD = _record(
-    [("segment", np.int32), ("lane", np.int8), ("is_camera", np.bool_), ("usable", np.bool_)],
+    [
+        ("segment", np.int32),
+        ("lane", np.int8),
+        ("is_camera", np.bool_),
+        ("usable", np.bool_),
+        ("queue_age", np.uint8),
+    ],
     8,
 )
 

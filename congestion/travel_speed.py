@@ -18,6 +18,21 @@ Evidence per segment and tick (readings of its usable detectors since the last t
 * static: length ``L``, loop position ``p`` = pos_m / L (mean over the segment's loops; 0.7 when
   unknown), whether the downstream junction is signalised (``junction_signalised``).
 
+**A loop remembers a queue** (``_kernels.accumulate_readings``, ``DETECTOR_INFO_RECORD.queue_age``).
+An interval in which nobody passed and nothing stood on the loop is normally an empty lane,
+weak evidence of free flow. Right after the same loop saw a queue — a reading whose spot speed
+is at most ``queue_speed_fraction_of_limit`` (0.3: GB/T 33171's severe band, r ≤ 0.3, taken
+against the limit) × the limit, or nobody passing with the loop covered — it is instead that
+queue *standing with the loop in the gap between two cars*: a stopped car does not move, so the
+loop stays uncovered for the whole interval (SUMO's loops are points; a real loop shorter than
+the standstill gap does the same). Such an interval is read as the standing queue it is (spot
+speed ``stopped_speed_kmh``, occupancy ``stopped_occupancy_min_pct``), until the loop counts a
+vehicle again or the empty intervals have lasted ``stale_after_s``. It matters where one lane
+stands and another flows — in the SUMO gridlocks, the left-turn lane of an edge waits minutes
+for room in a jammed exit while the through lane moves at 45 km/h — because a segment's travel
+speed is distance ÷ time over *all* its vehicles (GB/T 33171; SUMO's ``<edgeData>``), and the
+standing ones hold most of the time.
+
 Model
 -----
 1. **Running time** ``T_run = L / min(v_h, v_limit)``: vehicles cross the segment at the speed the

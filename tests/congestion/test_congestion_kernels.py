@@ -14,6 +14,7 @@ from congestion.engine import _held_params, _spot_only, _spot_params
 from congestion.levels import RATIO_UPPER_BOUNDS, SEVERE_LEVEL, TPI_RATIO_KNOTS, TPI_VALUE_KNOTS
 from congestion.state import DetectorState, SegmentHeld, SegmentScratch
 from congestion.travel_speed import TravelSpeedParams
+from congestion.types import ReadingBatch
 
 SIZES = [0, 1, 7, 500, 5000]
 SEEDS = [1, 2, 3]
@@ -103,6 +104,43 @@ def check_accumulators(sc: SegmentScratch, want: pd.DataFrame, n_segments: int) 
         np.testing.assert_array_equal(sc.field(col), want_col, err_msg=col)
 
 
+def ref_queue_memory(
+    b: ReadingBatch, det_segment: np.ndarray, speed_limit: np.ndarray, settings: EngineSettings,
+    age: np.ndarray, last_ts: np.ndarray, reference,
+) -> tuple[ReadingBatch, int]:
+    """The detectors' queue memory (``accumulate_readings``), one row at a time in plain Python:
+    the batch with every empty interval that follows a queue on its loop (within
+    ``stale_after_s`` of empty intervals) replaced by what it is read as — nobody passing with
+    the loop covered at ``stopped_occupancy_min_pct`` — and how many were replaced. ``age`` (the
+    detectors' ``queue_age``) and ``last_ts`` are updated in place."""
+    seg = det_segment[b.detector_index]
+    v, w, empty = reference.spot_speeds(b.count, b.occupancy_pct, b.speed_kmh, b.interval_s,
+                                        speed_limit[seg], speed_limit[seg], settings)
+    count, occ, speed = b.count.copy(), b.occupancy_pct.copy(), b.speed_kmh.copy()
+    replaced = 0
+    for i, d in enumerate(b.detector_index):
+        in_order = not b.ts[i] < last_ts[d]
+        if in_order:
+            last_ts[d] = b.ts[i]
+        if not (in_order and w[i] > 0):
+            continue
+        if empty[i] and age[d] > 0:
+            a = float(age[d]) + max(float(b.interval_s[i]) / 10.0, 1.0)
+            if (a - 1.0) * 10.0 <= settings.stale_after_s and a <= 255.0:
+                age[d] = int(a)
+                count[i], occ[i], speed[i] = 0.0, settings.stopped_occupancy_min_pct, np.nan
+                replaced += 1
+            else:
+                age[d] = 0
+        elif empty[i]:
+            age[d] = 0
+        else:
+            age[d] = 1 if v[i] <= settings.queue_speed_fraction_of_limit * float(speed_limit[seg[i]]) else 0
+    out = ReadingBatch(detector_index=b.detector_index, ts=b.ts, interval_s=b.interval_s, count=count,
+                       occupancy_pct=occ, speed_kmh=speed, lane=b.lane)
+    return out, replaced
+
+
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_accumulate_readings_matches_reference(seed: int, n: int, reference) -> None:
@@ -111,6 +149,9 @@ def test_accumulate_readings_matches_reference(seed: int, n: int, reference) -> 
     w = random_world(rng, n)
     sc = SegmentScratch.initial(w.speed_limit)
     det = DetectorState.initial(w.det_segment, w.det_lane, w.det_is_camera)
+    age = np.zeros(w.n_detectors, dtype=np.int64)
+    last_ts = np.full(w.n_detectors, np.nan)
+    n_replaced = 0
 
     # Two ticks in a row on the same state: stamps must separate them, and the second tick's
     # detector "last reading" must respect the first's (late rows do not roll it back).
@@ -121,10 +162,18 @@ def test_accumulate_readings_matches_reference(seed: int, n: int, reference) -> 
             b.detector_index, b.ts, b.interval_s, b.count, b.occupancy_pct, b.speed_kmh, b.lane,
             det.info, det.records, sc.records, _spot_params(settings), stamp,
         )
-        want, want_without = reference.aggregate(b, w.det_segment, w.det_lane, w.det_is_camera,
+        # Empty intervals after a queue are read as the queue standing: the reference takes the
+        # batch as the kernel reads it, then aggregates it as any other.
+        read_as, replaced = ref_queue_memory(
+            b, w.det_segment, w.speed_limit, settings, age, last_ts, reference
+        )
+        n_replaced += replaced
+        np.testing.assert_array_equal(det.info["queue_age"], age)
+        want, want_without = reference.aggregate(read_as, w.det_segment, w.det_lane, w.det_is_camera,
                                                  w.speed_limit, w.free_flow, settings)
         assert n_without == want_without
         check_accumulators(sc, want, w.n_segments)
+        check_flow_sums(sc, read_as, w.det_segment, w.n_segments, reference, w.speed_limit, settings)
         want_det = reference.detector_last(b, prior)
         for name, arr in want_det.items():
             np.testing.assert_array_equal(getattr(det, name), arr, err_msg=name)
@@ -136,6 +185,53 @@ def test_accumulate_readings_matches_reference(seed: int, n: int, reference) -> 
     if n >= 500:
         assert (want.n_detectors > 1).any() and (want.n_cameras > 0).any() and (want.lane_mask > 0).any()
         assert (want.weight_free_flow > 0).any() and (want.weight > 0).any()
+    if n >= 5000:
+        assert n_replaced > 0  # the queue memory was exercised
+
+
+@pytest.mark.parametrize("stale_after_s", [300.0, 86400.0])
+def test_queue_memory_ends(stale_after_s: float, reference) -> None:
+    """A crawl, then empty minutes: read as the standing queue until the empty intervals last
+    ``stale_after_s`` — or 255 units of 10 s (``queue_age`` is a uint8) when that is longer."""
+    settings = EngineSettings(stale_after_s=stale_after_s)
+    limit = np.array([50.0], np.float32)
+    det = DetectorState.initial(np.zeros(1, np.int32), np.full(1, -1), np.zeros(1, bool))
+    age, last_ts = np.zeros(1, dtype=np.int64), np.full(1, np.nan)
+    standing = []
+    for minute in range(60):
+        crawl = minute == 0
+        b = ReadingBatch(
+            detector_index=np.zeros(1, np.int32), ts=np.array([60.0 * (minute + 1)]),
+            interval_s=np.array([60.0], np.float32), count=np.array([3.0 if crawl else 0.0], np.float32),
+            occupancy_pct=np.array([30.0 if crawl else 0.0], np.float32),
+            speed_kmh=np.array([6.0 if crawl else np.nan], np.float32), lane=np.full(1, -1, np.int16),
+        )
+        sc = SegmentScratch.initial(limit)
+        k.accumulate_readings(b.detector_index, b.ts, b.interval_s, b.count, b.occupancy_pct, b.speed_kmh,
+                              b.lane, det.info, det.records, sc.records, _spot_params(settings), minute + 1)
+        _, replaced = ref_queue_memory(b, np.zeros(1, np.int32), limit, settings, age, last_ts, reference)
+        assert det.info["queue_age"][0] == age[0]
+        if not crawl:
+            standing.append(sc.field("weight_free_flow")[0] == 0.0)  # no empty-road evidence
+            assert standing[-1] == bool(replaced)
+    # 60-s intervals age the memory by 6 units: 5 minutes, or 42 minutes at the uint8 cap.
+    assert sum(standing) == (5 if stale_after_s == 300.0 else 42) and not any(standing[sum(standing):])
+
+
+def check_flow_sums(sc: SegmentScratch, b: ReadingBatch, det_segment: np.ndarray, n_segments: int,
+                    reference, speed_limit: np.ndarray, settings: EngineSettings) -> None:
+    """Vehicles, occupancy-seconds and interval-seconds per segment over the readings with
+    evidence and an occupancy (what the travel-speed model reads), by pandas."""
+    seg = det_segment[b.detector_index]
+    _, w, _ = reference.spot_speeds(b.count, b.occupancy_pct, b.speed_kmh, b.interval_s,
+                                    speed_limit[seg], speed_limit[seg], settings)
+    df = pd.DataFrame({"seg": seg, "count": b.count.astype(np.float64), "dt": b.interval_s.astype(np.float64),
+                       "occ_s": b.occupancy_pct.astype(np.float64) / 100.0 * b.interval_s})
+    df = df[(w > 0) & (b.occupancy_pct >= 0) & (b.interval_s > 0)]
+    g = df.groupby("seg")
+    for col, name in (("count", "count"), ("occ_s", "occupancy_s"), ("dt", "interval_s")):
+        np.testing.assert_allclose(sc.field(name), g[col].sum().reindex(range(n_segments), fill_value=0.0),
+                                   rtol=1e-4, atol=1e-3, err_msg=name)
 
 
 def ref_update_segments(a: SimpleNamespace, tick_ts: float, stale_after_s: float, half: float,

@@ -162,12 +162,103 @@ def test_imputation_marks_and_never_overrides(make_registry, make_batch) -> None
     assert abs(r1 - r2) < abs(r1 - r0)
     assert st.confidence[1] < min(st.confidence[0], st.confidence[2])
     assert st.level[1] == level_from_ratio(r1)
-    # Reference: the confidence-weighted mean of the neighbours' travel-time indices (1 / r).
+    # Reference: the confidence-weighted power mean of the neighbours' travel-time indices (1 / r).
     p = ImputationParams()
     c0, c2 = float(st.confidence[0]), float(st.confidence[2])
     w0, w2 = p.upstream_weight * c0, p.downstream_weight * c2
-    want = (w0 + w2) / (w0 / r0 + w2 / r2)
+    want = ((w0 * r0**-p.tti_power + w2 * r2**-p.tti_power) / (w0 + w2)) ** (-1.0 / p.tti_power)
     assert r1 == pytest.approx(want, rel=1e-5)
+
+
+def _ref_impute(speed, ff, conf, succ, pred, profile, hour, p: ImputationParams):  # type: ignore[no-untyped-def]
+    """``impute_segments`` in plain numpy/Python: round 1 from measured neighbours, round 2 from
+    unknown neighbours' round-1 ratios, the profile blend, then the states."""
+    n = len(speed)
+    unknown = np.isnan(speed)
+
+    def pooled(s: int, ratio: np.ndarray, cf: np.ndarray, usable: np.ndarray) -> tuple[float, float, float]:
+        num = den = den2 = 0.0
+        for (ptr, idx), weight in ((succ, p.downstream_weight), (pred, p.upstream_weight)):
+            for j in idx[ptr[s]:ptr[s + 1]]:
+                if j == s or not usable[j]:
+                    continue
+                c = max(float(cf[j]), 0.05)
+                num += weight * c * (1.0 / max(float(ratio[j]), 0.01)) ** p.tti_power
+                den += weight * c
+                den2 += weight * c * c
+        return num, den, den2
+
+    r_meas = speed.astype(np.float64) / ff.astype(np.float64)
+    r1 = np.full(n, np.nan)
+    c1 = np.zeros(n)
+    for s in map(int, np.flatnonzero(unknown)):
+        num, den, den2 = pooled(s, r_meas, conf, ~unknown)
+        if den > 0:
+            r1[s], c1[s] = (num / den) ** (-1.0 / p.tti_power), den2 / den
+    out: dict[str, np.ndarray] = {"speed": speed.copy(), "conf": conf.copy(), "imputed": np.zeros(n, bool)}
+    for s in map(int, np.flatnonzero(unknown)):
+        r, c, sw = r1[s], c1[s], 1.0
+        if np.isnan(r):
+            num, den, den2 = pooled(s, r1.astype(np.float32).astype(np.float64), c1.astype(np.float32),
+                                    unknown & ~np.isnan(r1))
+            if den > 0:
+                r = (num / den) ** (-1.0 / p.tti_power)
+                c, sw = p.second_hop_weight * den2 / den, p.second_hop_weight
+            else:
+                sw = 0.0
+        if profile[s, hour] != PROFILE_NONE:
+            r_prof = profile[s, hour] / 200.0
+            if np.isnan(r):
+                r, c = r_prof, 0.5
+            else:
+                r = (sw * r + p.profile_weight * r_prof) / (sw + p.profile_weight)
+                c = (sw * c + p.profile_weight * 0.5) / (sw + p.profile_weight)
+        if np.isnan(r):
+            out["conf"][s] = 0.0
+            continue
+        out["speed"][s] = np.float32(max(r, 0.01) * ff[s])
+        out["conf"][s] = p.confidence_factor * c
+        out["imputed"][s] = True
+    return out
+
+
+def _random_csr(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    deg = rng.integers(0, 5, n)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(deg, out=ptr[1:])
+    return ptr, rng.integers(0, n, int(ptr[-1])).astype(np.int32)  # self-loops included: skipped
+
+
+@pytest.mark.parametrize("tti_power", [1.0, 8.0])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_imputation_kernel_matches_reference(seed: int, tti_power: float) -> None:
+    rng = np.random.default_rng(seed)
+    n = 400
+    speed = np.where(rng.random(n) < 0.45, np.nan, rng.uniform(1, 60, n)).astype(np.float32)
+    ff = rng.uniform(30, 70, n).astype(np.float32)
+    conf = np.where(np.isnan(speed), 0.0, rng.uniform(0, 1, n)).astype(np.float32)
+    profile = np.where(rng.random((n, PROFILE_BINS)) < 0.7, PROFILE_NONE,
+                       rng.integers(0, 254, (n, PROFILE_BINS))).astype(np.uint8)
+    succ, pred = _random_csr(rng, n), _random_csr(rng, n)
+    p = ImputationParams(upstream_weight=0.6, second_hop_weight=0.4, profile_weight=0.7, tti_power=tti_power)
+    tick_ts = 3600.0 * 7 + 10.0
+    want = _ref_impute(speed, ff, conf, succ, pred, profile, 7, p)
+    tti = np.where(np.isnan(speed), np.nan, ff / speed).astype(np.float32)
+    level = np.zeros(n, dtype=np.int8)
+    imputed = np.zeros(n, dtype=bool)
+    sp, cf = speed.copy(), conf.copy()
+    scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32))
+    filled = k.impute_segments(tick_ts, p.as_tuple(), RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, *scratch,
+                               sp, tti, level, cf, imputed)
+    assert filled == int(want["imputed"].sum()) and 0 < filled < int(np.isnan(speed).sum())
+    np.testing.assert_array_equal(imputed, want["imputed"])
+    np.testing.assert_allclose(sp, want["speed"], rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(cf, want["conf"], rtol=1e-5, atol=1e-7)
+    filled_ratio = sp[imputed].astype(np.float64) / ff[imputed]
+    near = np.isin(np.round(filled_ratio, 4), RATIO_UPPER_BOUNDS)
+    want_level = np.array([level_from_ratio(r) for r in filled_ratio])
+    np.testing.assert_array_equal(level[imputed][~near], want_level[~near])
+    np.testing.assert_allclose(tti[imputed], ff[imputed] / sp[imputed], rtol=1e-6)
 
 
 def test_imputation_kernel_second_hop_and_profile() -> None:
@@ -422,3 +513,33 @@ def test_longer_cycle_and_shorter_green_mean_more_delay() -> None:
     assert webster_delay_reference(flow, p, np.array([np.nan]), np.array([0.25])) > base
     # Uniform delay is proportional to the cycle: 120 s gives 4/3 of 90 s.
     assert webster_delay_reference(flow, p, np.array([120.0]), None)[0] == pytest.approx(base[0] * 120 / 90)
+
+
+def test_empty_lane_after_a_queue_is_the_queue_standing(make_registry, make_batch) -> None:
+    """Lane 1's loop sees a crawl, then nobody and nothing for minutes while lane 0 flows: the
+    queue is standing with the loop in a gap (read as a queue), not an empty lane — until the
+    empty intervals have lasted ``stale_after_s``; an empty interval after free flow stays empty."""
+
+    def run(first_speed: float, settings: EngineSettings, minutes: int) -> list[float]:
+        net = chain_network(1, signalised=False)
+        engine = CongestionEngine(net, make_registry([0, 0], lane=[0, 1]), settings)
+        speeds = []
+        for m in range(minutes):
+            ts = 60.0 * (m + 1)
+            lane1 = (4.0, 20.0, first_speed) if m == 0 else (0.0, 0.0, np.nan)
+            engine.add_readings(make_batch([0, 1], [ts, ts], count=[10.0, lane1[0]], interval_s=60.0,
+                                           occupancy_pct=[4.0, lane1[1]], speed_kmh=[45.0, lane1[2]]))
+            speeds.append(float(engine.tick(ts).states.speed_kmh[0]))
+        return speeds
+
+    crawl = run(8.0, EngineSettings(), 4)  # 8 km/h ≤ 0.3 × 50: a queue over the loop
+    free = run(40.0, EngineSettings(), 4)
+    off = run(8.0, EngineSettings(queue_speed_fraction_of_limit=0.0), 4)
+    assert crawl[-1] < 0.6 * off[-1]  # the standing lane keeps the segment slow ...
+    assert free[-1] > 40.0 and off[-1] > 30.0  # ... where an empty lane after free flow does not
+    # The memory ends once the empty intervals have lasted stale_after_s (here 120 s): the
+    # fourth minute's empty interval is an empty lane again, and the estimate recovers.
+    short = run(8.0, EngineSettings(stale_after_s=120.0), 4)
+    assert short[:3] == crawl[:3] and crawl[3] < crawl[2] and short[3] > short[2] + 1.5
+    with pytest.raises(ValueError, match="queue_speed_fraction_of_limit"):
+        EngineSettings(queue_speed_fraction_of_limit=-0.1)
