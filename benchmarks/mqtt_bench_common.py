@@ -115,5 +115,17 @@ def register_session(
         raise SystemExit(f"could not subscribe {identifier} to {topic_filter}")
 
 
+def clear_session(port: int, identifier: str, *, host: str = "127.0.0.1") -> None:
+    """End a persistent session: otherwise the broker keeps queueing for it every message later
+    cases publish, and a later drain under the same identity receives them too."""
+    import paho.mqtt.client as paho
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=identifier, clean_session=True)
+    client.connect(host, port)
+    client.loop_start()
+    client.disconnect()
+    client.loop_stop()
+
+
 def percentile(values: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(values), p)) if values else float("nan")

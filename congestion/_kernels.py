@@ -1015,10 +1015,12 @@ def area_sums(
     weight * segment TPI, sum of weight * tti, weight at ``severe_level`` (known segments only).
     A segment is known when its speed is not NaN."""
     city = n_areas
+    # The city's sums in locals: kept in registers instead of a store and reload per segment.
+    c_total = c_known = c_tpi = c_tti = c_severe = 0.0
     for s in range(speed_kmh.shape[0]):
         w = weight[s]
         a = segment_area[s]
-        out_sums[city, AREA_TOTAL_WEIGHT] += w
+        c_total += w
         if a >= 0:
             out_sums[a, AREA_TOTAL_WEIGHT] += w
         v = speed_kmh[s]
@@ -1027,12 +1029,17 @@ def area_sums(
         tpi = _tpi_of_ratio(np.float64(v) / np.float64(free_flow_kmh[s]), ratio_knots, tpi_knots)
         wt_tti = w * tti[s]
         severe = w if level[s] == severe_level else 0.0
-        out_sums[city, AREA_KNOWN_WEIGHT] += w
-        out_sums[city, AREA_TPI_WEIGHTED] += w * tpi
-        out_sums[city, AREA_TTI_WEIGHTED] += wt_tti
-        out_sums[city, AREA_SEVERE_WEIGHT] += severe
+        c_known += w
+        c_tpi += w * tpi
+        c_tti += wt_tti
+        c_severe += severe
         if a >= 0:
             out_sums[a, AREA_KNOWN_WEIGHT] += w
             out_sums[a, AREA_TPI_WEIGHTED] += w * tpi
             out_sums[a, AREA_TTI_WEIGHTED] += wt_tti
             out_sums[a, AREA_SEVERE_WEIGHT] += severe
+    out_sums[city, AREA_TOTAL_WEIGHT] += c_total
+    out_sums[city, AREA_KNOWN_WEIGHT] += c_known
+    out_sums[city, AREA_TPI_WEIGHTED] += c_tpi
+    out_sums[city, AREA_TTI_WEIGHTED] += c_tti
+    out_sums[city, AREA_SEVERE_WEIGHT] += c_severe

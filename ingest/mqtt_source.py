@@ -29,7 +29,6 @@ parser (``duplicate``), so each reading is still accepted once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -40,6 +39,7 @@ import aiomqtt
 
 from congestion.types import ReadingBatch
 from ingest.binary_batch import BINARY_TOPIC_SUFFIX
+from ingest.gmqtt_client import close_gmqtt, connect_error_text, connect_gmqtt, lean_publish_handler
 from ingest.mqtt_endpoint import MqttEndpoint
 from ingest.parse import ParseResult, ReadingParser, Row, _batch_of_rows
 from ingest.rejections import Rejection
@@ -225,9 +225,8 @@ class MqttReadingSource:
 
     async def _run_gmqtt(self) -> None:
         """The gmqtt backend: same states, backoff and jitter as `_run`; gmqtt's own reconnect
-        logic (fixed delay, no jitter) is switched off by deactivating each client on loss."""
+        logic (fixed delay, no jitter) is switched off by `connect_gmqtt`."""
         import gmqtt
-        from gmqtt.mqtt.constants import MQTTv311
 
         endpoint = self._client_factory
         assert isinstance(endpoint, MqttEndpoint)
@@ -235,47 +234,23 @@ class MqttReadingSource:
         connected_before = False
         while True:
             self._set_status("connecting")
-            lost = asyncio.Event()
             suback: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            client = gmqtt.Client(endpoint.identifier, clean_session=endpoint.clean_session)
-
-            def on_disconnect(c: Any, _packet: Any, _exc: Any = None, lost: asyncio.Event = lost) -> None:
-                c._is_active = False  # stops gmqtt's own reconnect; we do ours
-                lost.set()
 
             def on_subscribe(_c: Any, _mid: int, granted: Any, _props: Any, fut: Any = suback) -> None:
                 if not fut.done():
                     fut.set_result(granted)
 
-            client.on_message = self._on_gmqtt_message
-            self._coalesce_pubacks(client)
-            client.on_disconnect = on_disconnect
-            client.on_subscribe = on_subscribe
-            if endpoint.username:
-                client.set_auth_credentials(endpoint.username, endpoint.password)
+            def prepare(client: Any) -> None:
+                client.on_message = self._on_gmqtt_message
+                client.on_subscribe = on_subscribe
+                self._coalesce_pubacks(client)
+                lean_publish_handler(client, self._on_gmqtt_message, self._pending_acks.append)
+
+            client: Any = None
             try:
-                connecting = asyncio.ensure_future(
-                    client.connect(
-                        endpoint.host,
-                        endpoint.port,
-                        ssl=endpoint.tls if endpoint.tls is not None else False,
-                        keepalive=endpoint.keepalive_s,
-                        version=MQTTv311,
-                    )
+                client, lost = await connect_gmqtt(
+                    endpoint, connect_timeout_s=self._connect_timeout_s, prepare=prepare
                 )
-                # gmqtt waits for a CONNACK forever if the broker hangs up first (plain TCP to a
-                # TLS port, a broker shutting down): race the connect against the loss.
-                losing = asyncio.ensure_future(lost.wait())
-                done, _ = await asyncio.wait(
-                    {connecting, losing}, timeout=self._connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
-                )
-                losing.cancel()
-                if connecting not in done:
-                    connecting.cancel()
-                    if losing in done:
-                        raise ConnectionResetError("the broker closed the connection before answering")
-                    raise TimeoutError
-                connecting.result()
                 client.subscribe(
                     [
                         gmqtt.Subscription(self._topic_filter, qos=self._qos),
@@ -296,15 +271,13 @@ class MqttReadingSource:
                 await lost.wait()
                 self.last_error = f"connection to {endpoint.address} lost"
             except asyncio.CancelledError:
-                client._is_active = False
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.disconnect(), 2)
+                if client is not None:
+                    await close_gmqtt(client)
                 raise
             except Exception as exc:  # every failure here means: back off, retry
-                self.last_error = _connect_error_text(endpoint, exc)
-            client._is_active = False
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.disconnect(), 2)
+                self.last_error = connect_error_text(endpoint, exc)
+            if client is not None:
+                await close_gmqtt(client)
             log.warning("MQTT source %s: %s; reconnecting", self._topic_filter, self.last_error)
             self._connected.clear()
             self._set_status("disconnected")
@@ -359,7 +332,9 @@ class MqttReadingSource:
 
     def _send_acks(self) -> None:
         self._acks_scheduled = False
-        mids, self._pending_acks = self._pending_acks, []
+        # Copy and clear in place: the publish handler holds this list's ``append``.
+        mids = self._pending_acks[:]
+        self._pending_acks.clear()
         client = self._ack_client
         if not mids or client is None:
             return
@@ -417,28 +392,6 @@ class MqttReadingSource:
                 self._on_status(status)
             except Exception:
                 log.exception("MQTT source: on_status(%r) failed", status)
-
-
-def _connect_error_text(endpoint: MqttEndpoint, exc: BaseException) -> str:
-    """A connection failure a person can act on; never contains the password."""
-    import ssl
-
-    where = f"{endpoint.address} as {endpoint.identifier!r}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate of {where} not trusted: {exc.verify_message} (check mqtt.tls_ca_file)"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake with {where} failed: {exc.reason or exc}"
-    if isinstance(exc, TimeoutError):
-        return f"no answer from {where} within the connect timeout"
-    code = getattr(exc, "_code", None)
-    if code in (4, 5, 134, 135):
-        # Mosquitto answers a wrong password with "not authorised" (5), not "bad password" (4).
-        user = endpoint.username or "(anonymous)"
-        return (
-            f"broker {where} refused user {user!r}: wrong user name or password, or not allowed "
-            f"(CONNACK {code}; check mqtt.username and mqtt.password_env / mqtt.password_file)"
-        )
-    return f"{where}: {type(exc).__name__}: {exc}"
 
 
 def _is_failure(code: object) -> bool:

@@ -103,6 +103,7 @@ class ReadingParser:
         self._index_of = detectors.index_of
         self._registry_lane: list[int] = [int(x) for x in detectors.lane.tolist()]
         self._decoder = json.JSONDecoder(parse_constant=refuse_constant)
+        self._raw_decode = self._decoder.raw_decode
         # Limits the per-reading checks use, as plain attributes (one lookup instead of two).
         self._min_ts = limits.min_ts
         self._max_interval_s = limits.max_interval_s
@@ -528,6 +529,14 @@ class ReadingParser:
             raise RefusalError(
                 "bad_json", f"payload is not UTF-8 (byte 0x{payload[exc.start]:02x} at offset {exc.start})"
             ) from None
+        try:
+            # The common case, one object and nothing around it, without decode()'s two
+            # whitespace regex matches; anything else takes the full path below.
+            obj, end = self._raw_decode(text)
+            if end == len(text):
+                return obj
+        except (json.JSONDecodeError, NonFiniteJsonError, ValueError, RecursionError):
+            pass
         try:
             return self._decoder.decode(text)
         except json.JSONDecodeError as exc:

@@ -16,16 +16,19 @@ Queue policy
     latest state still goes out, so nothing a subscriber would see is lost).
 
 Delivery
-    A message counts as published (``published_total``) once aiomqtt's ``publish`` returns: for
-    QoS 0 that is when the packet has been written to the socket, for QoS 1/2 when the broker
-    acknowledged it. Messages whose publish fails or is interrupted by a lost connection go back to
-    the front of the queue — retained ones only if no newer message for their topic is queued — and
-    are sent after reconnection (so a message cut off mid-send may arrive twice; for retained
-    states that is harmless). QoS 0 packets the kernel accepted in the instant before the broker
-    died cannot be told apart from delivered ones; and a broker restarted *without persistence* has
-    forgotten every retained message. Callers that need the broker's retained state complete after
-    a reconnect should republish in full on the ``connected`` status (e.g.
-    ``TickMessages.for_tick(..., full=True)``).
+    Two backends with the same guarantees: gmqtt (given an `MqttEndpoint`; the live engine's,
+    chunks of ``chunk_messages`` PUBLISH packets per socket write) and aiomqtt (given a factory of
+    clients; one awaited publish per message). A message counts as published
+    (``published_total``) for QoS 0 once its packet has been written to the socket (aiomqtt) or
+    handled by the broker (gmqtt: a barrier after each chunk), for QoS 1/2 once the broker
+    acknowledged it. Messages whose publish fails or is interrupted by a lost
+    connection go back to the front of the queue — retained ones only if no newer message for
+    their topic is queued — and are sent after reconnection (so a message cut off mid-send may
+    arrive twice; for retained states that is harmless). QoS 0 packets the kernel accepted in the
+    instant before the broker died cannot be told apart from delivered ones; and a broker
+    restarted *without persistence* has forgotten every retained message. Callers that need the
+    broker's retained state complete after a reconnect should republish in full on the
+    ``connected`` status (e.g. ``TickMessages.for_tick(..., full=True)``).
 
 Reconnection
     On a lost or refused connection the task waits (exponential backoff from
@@ -48,39 +51,59 @@ from typing import Self
 
 import aiomqtt
 
+from ingest.gmqtt_client import close_gmqtt, connect_gmqtt
+from ingest.mqtt_endpoint import MqttEndpoint
+
+from ._gmqtt_publish import GmqttPublisher
 from .message import Message
 
 log = logging.getLogger(__name__)
 
+
+def _gmqtt_errors() -> type[BaseException]:
+    try:
+        from gmqtt.mqtt.handler import MQTTConnectError
+    except ImportError:  # gmqtt is optional for the aiomqtt backend
+        return OSError
+    return MQTTConnectError
+
+
 #: Errors that mean "the connection is gone or unusable": reconnect, keep the messages.
-_CONNECTION_ERRORS = (aiomqtt.MqttError, OSError)
+#: (gmqtt's refusals, e.g. a CONNACK "not authorised", are ``MQTTConnectError``.)
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (aiomqtt.MqttError, OSError, _gmqtt_errors())
 
 
 class MqttSink:
     """Publishes submitted messages through clients from ``client_factory``, reconnecting as needed.
 
-    ``client_factory`` is called once per connection attempt, inside the running event loop, and
-    must return a fresh (not yet entered) ``aiomqtt.Client``. ``on_status`` receives one line of
+    ``client_factory`` is an `MqttEndpoint` (the fast gmqtt backend, see ``_gmqtt_publish``), or
+    is called once per connection attempt, inside the running event loop, and returns either an
+    `MqttEndpoint` or a fresh (not yet entered) ``aiomqtt.Client`` (one awaited publish per
+    message, ``publish_concurrency`` at a time). ``on_status`` receives one line of
     text for each connection change (``"mqtt sink: connected"``, ``"mqtt sink: connection lost
     (…); retrying in 1.2 s"``, …), for a log or a status screen.
     """
 
     def __init__(
         self,
-        client_factory: Callable[[], aiomqtt.Client],
+        client_factory: MqttEndpoint | Callable[[], aiomqtt.Client | MqttEndpoint],
         *,
         max_pending: int = 1_000_000,
         on_status: Callable[[str], None] | None = None,
         publish_concurrency: int = 32,
+        chunk_messages: int = 2000,
         drain_timeout_s: float = 10.0,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
+        connect_timeout_s: float = 10.0,
         rng: random.Random | None = None,
     ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         if publish_concurrency < 1:
             raise ValueError(f"publish_concurrency must be >= 1, got {publish_concurrency}")
+        if chunk_messages < 1:
+            raise ValueError(f"chunk_messages must be >= 1, got {chunk_messages}")
         self._client_factory = client_factory
         self.max_pending = max_pending
         self._on_status = on_status
@@ -88,7 +111,11 @@ class MqttSink:
         # writes batch up (measured 3-5x the rate of one at a time). Hundreds are slower again:
         # aiomqtt scans all its pending calls on each publish.
         self.publish_concurrency = publish_concurrency
+        # gmqtt backend: messages per socket write. Between chunks the event loop runs other
+        # work (the reading source), so a 10,000-message tick does not stall ingest.
+        self.chunk_messages = chunk_messages
         self.drain_timeout_s = drain_timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self._rng = rng if rng is not None else random.Random()
@@ -213,26 +240,48 @@ class MqttSink:
         (→ the error). Also tells whether the connection was established at all."""
         error: BaseException | None = None
         connected = False
+
+        def on_connected() -> None:
+            nonlocal connected
+            connected = True
+            if connected_before:
+                self.reconnects += 1
+            self._connected.set()
+            self._status("mqtt sink: reconnected" if connected_before else "mqtt sink: connected")
+
         try:
-            async with self._client_factory() as client:
-                connected = True
-                if connected_before:
-                    self.reconnects += 1
-                # Keep aiomqtt from warning about the publishes we deliberately keep in flight.
-                client.pending_calls_threshold = max(
-                    client.pending_calls_threshold, self.publish_concurrency + 1
-                )
-                self._connected.set()
-                self._status("mqtt sink: reconnected" if connected_before else "mqtt sink: connected")
-                async with asyncio.TaskGroup() as tasks:
-                    watcher = tasks.create_task(_raise_on_disconnect(client))
-                    await self._pump(client)
-                    watcher.cancel()
+            target = self._client_factory() if callable(self._client_factory) else self._client_factory
+            if isinstance(target, MqttEndpoint):
+                await self._session_gmqtt(target, on_connected)
+            else:
+                await self._session_aiomqtt(target, on_connected)
         except* _CONNECTION_ERRORS as group:
             error = _first_leaf(group)
         finally:
             self._connected.clear()
         return error, connected
+
+    async def _session_aiomqtt(self, client: aiomqtt.Client, on_connected: Callable[[], None]) -> None:
+        async with client:
+            # Keep aiomqtt from warning about the publishes we deliberately keep in flight.
+            client.pending_calls_threshold = max(client.pending_calls_threshold, self.publish_concurrency + 1)
+            on_connected()
+            async with asyncio.TaskGroup() as tasks:
+                watcher = tasks.create_task(_raise_on_disconnect(client))
+                await self._pump(client)
+                watcher.cancel()
+
+    async def _session_gmqtt(self, endpoint: MqttEndpoint, on_connected: Callable[[], None]) -> None:
+        publisher = GmqttPublisher()
+        client, lost = await connect_gmqtt(
+            endpoint, connect_timeout_s=self.connect_timeout_s, prepare=publisher.prepare
+        )
+        try:
+            on_connected()
+            await self._pump_gmqtt(publisher, lost, endpoint)
+        finally:
+            publisher.abandon()
+            await close_gmqtt(client)
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         """Publish queued messages until closing with an empty queue."""
@@ -279,6 +328,56 @@ class MqttSink:
             self._requeue(undelivered)
         if first_error is not None:
             raise first_error
+
+    async def _pump_gmqtt(
+        self, publisher: GmqttPublisher, lost: asyncio.Event, endpoint: MqttEndpoint
+    ) -> None:
+        """Publish queued messages in chunks until closing with an empty queue."""
+        while True:
+            if lost.is_set():
+                raise ConnectionResetError(f"connection to {endpoint.address} lost")
+            if not self._pending:
+                self._idle.set()
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await _first_of(self._wakeup, lost)
+                continue
+            await self._publish_gmqtt(publisher, self._take(self.chunk_messages), lost, endpoint)
+
+    async def _publish_gmqtt(
+        self, publisher: GmqttPublisher, batch: list[Message], lost: asyncio.Event, endpoint: MqttEndpoint
+    ) -> None:
+        """Write ``batch`` in one go and wait until the broker has handled it (a barrier; QoS 1/2:
+        acknowledged); put back what was not delivered, then raise if the connection was lost."""
+        dropped: set[int] = set()  # positions in batch
+        for i, why in publisher.write(batch):
+            dropped.add(i)
+            log.error("mqtt sink: dropped message on %r: %s", batch[i].topic, why)
+        acks = [(i, publisher.publish_acked(m)) for i, m in enumerate(batch) if m.qos]
+        barrier = publisher.barrier()
+        delivered: set[int] = set()
+        try:
+            await _all_or_lost([barrier, *(f for _, f in acks)], lost)
+            if barrier.done() and not barrier.cancelled() and barrier.exception() is None:
+                # The broker has handled every QoS 0 packet of the chunk.
+                delivered.update(i for i, m in enumerate(batch) if not m.qos and i not in dropped)
+        finally:
+            # Also reached when we are cancelled mid-wait: sort out what went.
+            for i, future in acks:
+                if not future.done() or future.cancelled():
+                    continue
+                error = future.exception()
+                if error is None:
+                    delivered.add(i)
+                else:  # the broker refused it (MQTT 5 reason code) or gmqtt could not build it
+                    dropped.add(i)
+                    log.error("mqtt sink: dropped message on %r: %s", batch[i].topic, error)
+            self.published_total += len(delivered)
+            self.dropped_total += len(dropped)
+            self._requeue([m for i, m in enumerate(batch) if i not in delivered and i not in dropped])
+        if lost.is_set():
+            raise ConnectionResetError(f"connection to {endpoint.address} lost")
 
     # -- queue --------------------------------------------------------------------------------------
 
@@ -366,3 +465,24 @@ async def _raise_on_disconnect(client: aiomqtt.Client) -> None:
     """
     async for _ in client.messages:
         pass
+
+
+async def _first_of(event: asyncio.Event, other: asyncio.Event) -> None:
+    """Wait until either event is set."""
+    waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(other.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+async def _all_or_lost(futures: list[asyncio.Future[None]], lost: asyncio.Event) -> None:
+    """Wait until every future is done or ``lost`` is set."""
+    everything = asyncio.ensure_future(asyncio.wait(futures))
+    losing = asyncio.ensure_future(lost.wait())
+    try:
+        await asyncio.wait([everything, losing], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        everything.cancel()
+        losing.cancel()

@@ -42,9 +42,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             str, "", "file holding the MQTT password (first line); used if password_env is empty"
         ),
         "tls": Key(bool, False, "connect over TLS (mqtts); port 8883 is usual"),
-        "tls_ca_file": Key(
-            str, "", "CA certificate(s) (PEM) to trust for the broker; empty: the system's"
-        ),
+        "tls_ca_file": Key(str, "", "CA certificate(s) (PEM) to trust for the broker; empty: the system's"),
         "tls_cert_file": Key(str, "", "client certificate (PEM) for brokers that require one"),
         "tls_key_file": Key(str, "", "private key (PEM) of the client certificate"),
         "tls_insecure": Key(bool, False, "skip the broker certificate and host name check (testing only)"),
@@ -104,6 +102,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "queue_vehicle_length_m": Key(
             (int, float), 5.5, "effective vehicle length for the density of a queue, metres", 2, 30
         ),
+        "queue_speed_fraction_of_limit": Key(
+            (int, float),
+            0.3,
+            "spot speed (share of the limit) at which a loop sees a queue; empty intervals after it "
+            "are that queue standing (0: off)",
+            0,
+            1,
+        ),
         "impute_downstream_weight": Key(
             (int, float), 1.0, "imputation: weight of a measured downstream neighbour", 0, 100
         ),
@@ -118,6 +124,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "impute_confidence_factor": Key(
             (int, float), 0.5, "imputed confidence = this x the sources' confidence", 0, 1
+        ),
+        "impute_tti_power": Key(
+            (int, float),
+            1.0,
+            "imputation: exponent of the power mean of the neighbours' TTIs (1: mean)",
+            0.1,
+            64,
         ),
     },
     "ingest": {
@@ -155,9 +168,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "enabled": Key(
             bool, True, "run the closure book: MQTT traffic/closures/{id}/set in, closed segments out"
         ),
-        "store": Key(
-            str, "", "SQLite file of closures; empty: $XDG_STATE_HOME/roadpulse/closures.sqlite"
-        ),
+        "store": Key(str, "", "SQLite file of closures; empty: $XDG_STATE_HOME/roadpulse/closures.sqlite"),
         "dsn": Key(str, "", "PostgreSQL DSN (psycopg 3) to keep closures there instead of SQLite"),
         "check_every_s": Key((int, float), 1.0, "how often start/end times are checked", 0.05, 60),
     },
@@ -182,8 +193,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
             (int, float), 0.4, "card_off: peers' share of empty samples at most this (busy peers)", 0.01, 1
         ),
         "intermittent_share": Key(
-            (int, float), 0.3, "intermittent: share with count 0, occupancy partial (PeMS 50/2040)",
-            0.001, 1,
+            (int, float),
+            0.3,
+            "intermittent: share with count 0, occupancy partial (PeMS 50/2040)",
+            0.001,
+            1,
         ),
         "stopped_occupancy_pct": Key(
             (int, float), 50.0, "occupancy from which a loop counts as covered by a standing queue", 1, 100
@@ -197,9 +211,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "lane_capacity_veh_h": Key(
             (int, float), 2000, "fundamental diagram telling a jam from a faulty loop: capacity", 500, 5000
         ),
-        "critical_occupancy_pct": Key(
-            (int, float), 20, "fundamental diagram: occupancy at capacity", 5, 60
-        ),
+        "critical_occupancy_pct": Key((int, float), 20, "fundamental diagram: occupancy at capacity", 5, 60),
         "high_occupancy_flow_margin": Key(
             (int, float), 1.5, "high sample: flow above this x the congested branch at its occupancy", 1, 10
         ),
@@ -214,8 +226,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
             int, 30, "constant: identical standing readings (no vehicle, loop covered) in a row", 3, 10000
         ),
         "peer_margin": Key(
-            (int, float), 0.35, "card_off: margin over the peers' share of empty samples",
-            0.01, 1,
+            (int, float),
+            0.35,
+            "card_off: margin over the peers' share of empty samples",
+            0.01,
+            1,
         ),
         "recover_factor": Key(
             (int, float), 0.5, "a share-based fault clears below this x its threshold", 0.05, 1
@@ -260,7 +275,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "lane_test": Key(bool, True, "also detect a lane whose flow collapses against the other lanes"),
         "lane_window_ticks": Key(int, 3, "lane test: ticks of counts pooled per lane", 1, 100),
         "lane_alpha": Key(
-            (int, float), 1e-4, "lane test: binomial probability of so few vehicles at most this", 1e-12, 0.5
+            (int, float),
+            3e-4,
+            "lane test: beta-binomial probability of so few vehicles at most this",
+            1e-12,
+            0.5,
         ),
         "lane_min_expected": Key(
             (int, float), 8, "lane test: expected pooled vehicles at least this", 1, 10000
@@ -270,6 +289,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "recover_lane_share": Key(
             (int, float), 0.75, "lane incident cleared when its share is back to this x before", 0.05, 0.99
+        ),
+        "lane_occ_slack_pct": Key(
+            (int, float), 10.0, "lane test: starved lane's occupancy at most its older mean + this", 0.1, 100
+        ),
+        "lane_max_occ_pct": Key(
+            (int, float), 20.0, "lane test: starved lane's occupancy at most this, outright", 0.1, 100
+        ),
+        "lane_compensation_min": Key(
+            (int, float), 0.8, "lane test: other lanes carry at least this x what the lane lost", 0.01, 10
         ),
     },
     "api": {
@@ -298,9 +326,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "camera": {
         "files": Key(list, [], "camera TOML files (docs/interfaces.md §4), relative to this config file"),
         "enabled": Key(bool, True, "run the cameras of [[cameras]] and camera.files in `roadpulse run`"),
-        "processes": Key(
-            int, 0, "worker processes for file/stream cameras (0: one per core)", 0, 256
-        ),
+        "processes": Key(int, 0, "worker processes for file/stream cameras (0: one per core)", 0, 256),
         "feed_engine": Key(bool, True, "camera zones feed the congestion engine as detectors of kind camera"),
         "hang_after_s": Key(
             (int, float), 10, "a camera source without a frame this long is killed and restarted", 1, 3600

@@ -14,10 +14,11 @@ import logging
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from .embedded import EmbeddedBroker
-from .mosquitto import MosquittoError, MosquittoProcess, find_mosquitto
+from .mosquitto import SAVE_EVERY_CHANGE_CONFIG, MosquittoError, MosquittoProcess, find_mosquitto
 from .probe import broker_reachable, probe_broker
 
 __all__ = [
+    "SAVE_EVERY_CHANGE_CONFIG",
     "BrokerChoice",
     "EmbeddedBroker",
     "LocalBroker",

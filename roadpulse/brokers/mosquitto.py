@@ -28,6 +28,15 @@ _STOP_TIMEOUT_S = 5.0
 _PORT_ATTEMPTS = 3  # a port picked free can be taken before mosquitto binds it
 
 
+#: Save the database after every change (a queued message, a retained message, a subscription)
+#: instead of on a timer. It narrows, but cannot close, the window a broker crash (SIGKILL) loses:
+#: Mosquitto 2.0 acknowledges a QoS 1 message before its main loop saves, and a message that goes
+#: straight into a connected subscriber's in-flight window is no "change" at all. Each save
+#: rewrites the whole database, so this suits the tests' small streams, not a city's 10,000
+#: retained segment states per tick (README, "Ingest at city scale": it saturated the broker).
+SAVE_EVERY_CHANGE_CONFIG: tuple[str, ...] = ("autosave_on_changes true", "autosave_interval 1")
+
+
 class MosquittoError(RuntimeError):
     """Mosquitto could not be started (the message carries the end of its log)."""
 

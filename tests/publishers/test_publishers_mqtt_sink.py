@@ -14,6 +14,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from ingest.mqtt_endpoint import MqttEndpoint
 from publishers.message import Message
 from publishers.mqtt_sink import MqttSink
 from publishers.tick_messages import TickMessages
@@ -31,19 +32,30 @@ def run(scenario: Coroutine[Any, Any, None]) -> None:
     asyncio.run(bounded())
 
 
-def factory(host: str, port: int | Callable[[], int]) -> Callable[[], aiomqtt.Client]:
+@pytest.fixture(params=["gmqtt", "aiomqtt"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The sink's two backends: an `MqttEndpoint` (gmqtt, the engine's) or aiomqtt clients."""
+    return str(request.param)
+
+
+def factory(
+    backend: str, host: str, port: int | Callable[[], int]
+) -> Callable[[], aiomqtt.Client | MqttEndpoint]:
     """Clients for the sink; ``port`` may be a callable, to point the sink elsewhere later."""
     ids = itertools.count()
     run_id = uuid.uuid4().hex[:8]
 
-    def make() -> aiomqtt.Client:
+    def make() -> aiomqtt.Client | MqttEndpoint:
         identifier = f"sink-{run_id}-{next(ids)}"
-        return aiomqtt.Client(host, port() if callable(port) else port, identifier=identifier, timeout=5)
+        where = port() if callable(port) else port
+        if backend == "gmqtt":
+            return MqttEndpoint(host, where, identifier, clean_session=True, keepalive_s=5)
+        return aiomqtt.Client(host, where, identifier=identifier, timeout=5)
 
     return make
 
 
-def fast_sink(client_factory: Callable[[], aiomqtt.Client], **kwargs: Any) -> MqttSink:
+def fast_sink(client_factory: Callable[[], aiomqtt.Client | MqttEndpoint], **kwargs: Any) -> MqttSink:
     """A sink that retries quickly, with a seeded jitter."""
     options: dict[str, Any] = dict(backoff_initial_s=0.05, backoff_max_s=0.2, rng=random.Random(0))
     options.update(kwargs)
@@ -101,13 +113,15 @@ def payloads_by_topic(messages: list[Message], retained_only: bool = True) -> di
 # -- integration with a real broker --------------------------------------------------------------------
 
 
-def test_retained_states_reach_a_late_subscriber(mqtt_broker: Any, build: Any) -> None:
+def test_retained_states_reach_a_late_subscriber(backend: str, mqtt_broker: Any, build: Any) -> None:
     prefix = f"test-{uuid.uuid4().hex[:8]}/"
     _, messages = tick_messages(build, prefix, [float(10 + i) for i in range(40)])
     statuses: list[str] = []
 
     async def scenario() -> None:
-        async with fast_sink(factory(mqtt_broker.host, mqtt_broker.port), on_status=statuses.append) as sink:
+        async with fast_sink(
+            factory(backend, mqtt_broker.host, mqtt_broker.port), on_status=statuses.append
+        ) as sink:
             sink.submit(messages)
             await sink.flush()
         assert sink.published_total == len(messages)
@@ -121,12 +135,12 @@ def test_retained_states_reach_a_late_subscriber(mqtt_broker: Any, build: Any) -
     assert statuses == ["mqtt sink: connected", "mqtt sink: closed"]
 
 
-def test_exit_drains_the_queue(mqtt_broker: Any, build: Any) -> None:
+def test_exit_drains_the_queue(backend: str, mqtt_broker: Any, build: Any) -> None:
     prefix = f"test-{uuid.uuid4().hex[:8]}/"
     _, messages = tick_messages(build, prefix, [float(i % 70) for i in range(3000)])
 
     async def scenario() -> None:
-        async with fast_sink(factory(mqtt_broker.host, mqtt_broker.port)) as sink:
+        async with fast_sink(factory(backend, mqtt_broker.host, mqtt_broker.port)) as sink:
             sink.submit(messages)
             # Leave at once: __aexit__ must deliver everything queued before disconnecting.
         assert (sink.published_total, sink.dropped_total, sink.pending) == (len(messages), 0, 0)
@@ -137,14 +151,16 @@ def test_exit_drains_the_queue(mqtt_broker: Any, build: Any) -> None:
     run(scenario())
 
 
-def test_latest_state_per_topic_arrives_after_broker_restart(fresh_mqtt_broker: Any, build: Any) -> None:
+def test_latest_state_per_topic_arrives_after_broker_restart(
+    backend: str, fresh_mqtt_broker: Any, build: Any
+) -> None:
     broker = fresh_mqtt_broker
     prefix = f"test-{uuid.uuid4().hex[:8]}/"
     n = 30
     statuses: list[str] = []
 
     async def scenario() -> None:
-        async with fast_sink(factory(broker.host, broker.port), on_status=statuses.append) as sink:
+        async with fast_sink(factory(backend, broker.host, broker.port), on_status=statuses.append) as sink:
             tick, first = tick_messages(build, prefix, [50.0] * n)
             sink.submit(first)
             await sink.flush()
@@ -180,7 +196,9 @@ def test_latest_state_per_topic_arrives_after_broker_restart(fresh_mqtt_broker: 
     assert "mqtt sink: reconnected" in statuses
 
 
-def test_overflow_drops_oldest_not_retained_first(mqtt_broker: Any, fresh_mqtt_broker: Any) -> None:
+def test_overflow_drops_oldest_not_retained_first(
+    backend: str, mqtt_broker: Any, fresh_mqtt_broker: Any
+) -> None:
     """While unreachable, the queue keeps the latest retained state per topic and drops the oldest
     not-retained messages; once the broker is reachable, exactly the survivors arrive, in order."""
     live_port = mqtt_broker.port
@@ -192,7 +210,7 @@ def test_overflow_drops_oldest_not_retained_first(mqtt_broker: Any, fresh_mqtt_b
     async def scenario() -> None:
         async with aiomqtt.Client(mqtt_broker.host, live_port) as subscriber:
             await subscriber.subscribe(f"{prefix}#")
-            sink = fast_sink(factory(mqtt_broker.host, lambda: target["port"]), max_pending=6)
+            sink = fast_sink(factory(backend, mqtt_broker.host, lambda: target["port"]), max_pending=6)
             async with sink:
                 sink.submit([Message(f"{prefix}state/{k}", b'{"v":0}', True) for k in "abc"])
                 sink.submit([Message(f"{prefix}event", b'{"n":%d}' % i) for i in range(5)])
@@ -213,12 +231,14 @@ def test_overflow_drops_oldest_not_retained_first(mqtt_broker: Any, fresh_mqtt_b
     run(scenario())
 
 
-def test_exit_gives_up_after_drain_timeout_when_broker_is_unreachable(fresh_mqtt_broker: Any) -> None:
+def test_exit_gives_up_after_drain_timeout_when_broker_is_unreachable(
+    backend: str, fresh_mqtt_broker: Any
+) -> None:
     broker = fresh_mqtt_broker
     broker.kill()
 
     async def scenario() -> None:
-        sink = fast_sink(factory(broker.host, broker.port), drain_timeout_s=0.3)
+        sink = fast_sink(factory(backend, broker.host, broker.port), drain_timeout_s=0.3)
         started = time.monotonic()
         async with sink:
             sink.submit([Message("t/a", b"{}", True), Message("t/b", b"{}")])
@@ -228,11 +248,11 @@ def test_exit_gives_up_after_drain_timeout_when_broker_is_unreachable(fresh_mqtt
     run(scenario())
 
 
-def test_rejected_message_is_dropped_not_retried(mqtt_broker: Any) -> None:
+def test_rejected_message_is_dropped_not_retried(backend: str, mqtt_broker: Any) -> None:
     """A message paho refuses (wildcard in a topic name) is counted and skipped; the rest flows."""
 
     async def scenario() -> None:
-        async with fast_sink(factory(mqtt_broker.host, mqtt_broker.port)) as sink:
+        async with fast_sink(factory(backend, mqtt_broker.host, mqtt_broker.port)) as sink:
             sink.submit([Message("bad/#", b"{}"), Message("ok/topic", b"{}")])
             await sink.flush()
             assert (sink.published_total, sink.dropped_total, sink.reconnects) == (1, 1, 0)
@@ -245,7 +265,7 @@ def test_rejected_message_is_dropped_not_retried(mqtt_broker: Any) -> None:
 
 def test_submit_outside_async_with_is_an_error() -> None:
     async def scenario() -> None:
-        sink = MqttSink(factory("127.0.0.1", 1))
+        sink = MqttSink(factory("aiomqtt", "127.0.0.1", 1))
         with pytest.raises(RuntimeError, match="outside"):
             sink.submit([Message("t", b"{}")])
         async with sink:
@@ -259,7 +279,7 @@ def test_submit_outside_async_with_is_an_error() -> None:
 def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
     async def scenario() -> None:
         sink = MqttSink(
-            factory("127.0.0.1", 1), backoff_initial_s=0.5, backoff_max_s=4.0, rng=random.Random(1)
+            factory("aiomqtt", "127.0.0.1", 1), backoff_initial_s=0.5, backoff_max_s=4.0, rng=random.Random(1)
         )
         for failures, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (10, 4.0), (1000, 4.0)]:
             delays = [sink._backoff(failures) for _ in range(200)]
@@ -288,4 +308,59 @@ def test_a_bug_in_the_publisher_task_surfaces() -> None:
 @pytest.mark.parametrize("bad", [{"max_pending": 0}, {"publish_concurrency": 0}])
 def test_invalid_settings(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must be >= 1"):
-        MqttSink(factory("127.0.0.1", 1), **bad)
+        MqttSink(factory("aiomqtt", "127.0.0.1", 1), **bad)
+
+
+def test_qos1_messages_count_once_acknowledged(backend: str, mqtt_broker: Any) -> None:
+    """QoS 1 messages mixed with QoS 0 ones: every one arrives, counted once the broker acked it."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}/"
+    messages = [Message(f"{prefix}m/{i}", b'{"i":%d}' % i, i % 3 == 0, qos=i % 2) for i in range(50)]
+
+    async def scenario() -> None:
+        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port) as subscriber:
+            await subscriber.subscribe(f"{prefix}#", qos=1)
+            async with fast_sink(factory(backend, mqtt_broker.host, mqtt_broker.port)) as sink:
+                sink.submit(messages)
+                await sink.flush()
+                assert (sink.published_total, sink.dropped_total) == (50, 0)
+            received = await collect(subscriber, lambda got: len(got) >= 50)
+        got = sorted((m.topic.value, bytes(m.payload)) for m in received)  # type: ignore[arg-type]
+        assert got == sorted((m.topic, m.payload) for m in messages)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("topic", "size", "retain"),
+    [
+        ("a", 0, False),
+        ("traffic/segments/4711%230", 120, True),
+        ("t/ü", 127, False),
+        ("t", 16_383, True),
+        ("x" * 300, 2_100_000, False),
+    ],
+)
+def test_qos0_packet_matches_gmqtt_encoding(topic: str, size: int, retain: bool) -> None:
+    """The fast path's PUBLISH packets are byte for byte what gmqtt builds (MQTT 3.1.1), across
+    the remaining-length varint's 1-4 byte boundaries."""
+    import gmqtt
+    from gmqtt.mqtt.package import PublishPacket
+
+    from publishers._gmqtt_publish import encode_publish_qos0
+
+    class Protocol:  # what PublishPacket reads of a connection
+        proto_ver = 4
+
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    _, reference = PublishPacket.build_package(
+        gmqtt.Message(topic, payload, qos=0, retain=retain), Protocol()
+    )
+    assert encode_publish_qos0(topic, payload, retain) == reference
+
+
+@pytest.mark.parametrize("topic", ["", "a/+/b", "a/#", "a\x00b"])
+def test_qos0_encoding_refuses_invalid_topics(topic: str) -> None:
+    from publishers._gmqtt_publish import InvalidMessageError, encode_publish_qos0
+
+    with pytest.raises(InvalidMessageError, match="invalid topic"):
+        encode_publish_qos0(topic, b"{}", False)

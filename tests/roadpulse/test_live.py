@@ -192,3 +192,20 @@ def test_bad_network_file_exits_2_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert str(bad) in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_tick_publishes_snapshot_and_indices_before_segment_states() -> None:
+    """One message with every segment reaches snapshot readers before the up to
+    one-per-segment retained states; the segment states keep their order."""
+    from publishers.message import Message
+    from roadpulse.live import _snapshot_first
+
+    messages = [
+        Message("p/segments/a", b"1", True),
+        Message("p/segments/b", b"2", True),
+        Message("p/snapshot", b"s"),
+        Message("p/index/city", b"i", True),
+        Message("p/detectors/D1/health", b"h", True),
+    ]
+    topics = [m.topic for m in _snapshot_first(messages, "p/")]
+    assert topics == ["p/snapshot", "p/index/city", "p/detectors/D1/health", "p/segments/a", "p/segments/b"]
