@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple, Protocol, runtime_checkable
 from .embedded import EmbeddedBroker
 from .mosquitto import SAVE_EVERY_CHANGE_CONFIG, MosquittoError, MosquittoProcess, find_mosquitto
 from .probe import broker_reachable, probe_broker
+from .rabbitmq import RabbitMqError, RabbitMqProcess, find_rabbitmq_server
 
 __all__ = [
     "SAVE_EVERY_CHANGE_CONFIG",
@@ -24,10 +25,13 @@ __all__ = [
     "LocalBroker",
     "MosquittoError",
     "MosquittoProcess",
+    "RabbitMqError",
+    "RabbitMqProcess",
     "RestartableBroker",
     "broker_reachable",
     "ensure_broker",
     "find_mosquitto",
+    "find_rabbitmq_server",
     "probe_broker",
     "start_local_broker",
 ]
@@ -53,7 +57,7 @@ class LocalBroker(Protocol):
 
     @property
     def kind(self) -> str:
-        """``"mosquitto"`` or ``"embedded"``."""
+        """``"mosquitto"``, ``"embedded"`` or ``"rabbitmq"``."""
         ...
 
     def stop(self) -> None:
@@ -64,8 +68,8 @@ class LocalBroker(Protocol):
 @runtime_checkable
 class RestartableBroker(LocalBroker, Protocol):
     """A local broker that can simulate a restart on the same port, keeping retained
-    messages and persistent sessions (both :class:`MosquittoProcess` and
-    :class:`EmbeddedBroker` are)."""
+    messages and persistent sessions (:class:`MosquittoProcess`, :class:`EmbeddedBroker` and
+    :class:`RabbitMqProcess` are)."""
 
     def restart(self) -> None:
         """Drop all clients and come back on the same port."""
