@@ -8,6 +8,9 @@ reading is a duplicate):
 
 - ``single``: one reading per MQTT message (``parse_message`` on ``traffic/detectors/{id}``);
 - ``batch``: JSON arrays of ``--batch-size`` readings on ``traffic/detectors/batch``;
+- ``json[N] ...``: JSON arrays of N readings (``--json-batch-sizes``), every way at once: ``json.loads``
+  and ``orjson.loads`` alone, the old per-reading path and the columnar one (ingest/json_batch.py),
+  parser alone and into engine state (``Pipeline.accept``); medians of round-robin rounds;
 - ``jsonl`` and ``jsonl.gz``: ``iter_jsonl_readings`` over a recorded file, one reading per line.
 
 With ``--mqtt`` (needs a ``mosquitto`` binary), also end to end through a local broker into
@@ -196,6 +199,105 @@ def bench_binary(
     return _case(
         name, note, repeat, parse, baseline, len(readings), baseline_name="frombuffer + column copies"
     )
+
+
+def bench_json_arrays(
+    registry: DetectorRegistry, readings: list[dict[str, Any]], batch_size: int, repeat: int
+) -> list[dict[str, Any]]:
+    """JSON arrays on ``detectors/batch``: every way of handling the same payloads, in one run.
+
+    Variants, timed round-robin (one round runs each once, so load changes hit all alike):
+    ``json.loads`` and ``orjson.loads`` alone (the decode floor); the old per-reading path
+    (``json`` decode, then ``_validate`` per element: what arrays took before ingest/json_batch.py)
+    and the columnar path, each as parser alone and into engine state (``Pipeline.accept``, as the
+    binary row). Each figure is the median of ``repeat`` rounds, with the best beside it.
+    """
+    import orjson
+
+    from ingest.parse import _batch_of_rows
+
+    topic = f"{PREFIX}detectors/batch"
+    starts = range(0, len(readings), batch_size)
+    payloads = [json.dumps(readings[i : i + batch_size]).encode() for i in starts]
+    n = len(readings)
+    clock = lambda: TS0 + 1e9  # noqa: E731
+    make_pipeline = _pipeline_factory(registry)
+    # A fresh parser or pipeline per run, built before the clock starts (no reading a duplicate).
+    fresh: dict[str, list[Any]] = {
+        name: [make_pipeline() for _ in range(repeat)]
+        for name in ("old per-reading → engine", "columnar → engine")
+    }
+    fresh.update(
+        {
+            name: [ReadingParser(registry, prefix=PREFIX, clock=clock) for _ in range(repeat)]
+            for name in ("old per-reading, parser", "columnar, parser")
+        }
+    )
+
+    def old_path(parser: ReadingParser, payload: bytes) -> ParseResult:
+        rejections: list[Any] = []
+        now = parser._clock()
+        items = parser._decode(payload)
+        assert isinstance(items, list)
+        rows = parser._collect(items, topic, "", now + parser.limits.max_future_s, rejections, now=now)
+        return ParseResult(_batch_of_rows(rows), rejections)
+
+    def decode_only(loads: Callable[[bytes], Any]) -> Callable[[], int]:
+        return lambda: sum(len(loads(payload)) for payload in payloads)
+
+    def run_parser(name: str, columnar: bool) -> Callable[[], int]:
+        def run() -> int:
+            parser = fresh[name].pop()
+            for payload in payloads:
+                parser.parse_message(topic, payload) if columnar else old_path(parser, payload)
+            return int(parser.accepted_total)
+
+        return run
+
+    def run_engine(name: str, columnar: bool) -> Callable[[], int]:
+        def run() -> int:
+            pipeline = fresh[name].pop()
+            parser, accept = pipeline.parser, pipeline.accept
+            for payload in payloads:
+                accept(parser.parse_message(topic, payload) if columnar else old_path(parser, payload))
+            return int(pipeline.counters.accepted)
+
+        return run
+
+    variants: dict[str, Callable[[], int]] = {
+        "json.loads": decode_only(json.loads),
+        "orjson.loads": decode_only(orjson.loads),
+        "old per-reading, parser": run_parser("old per-reading, parser", False),
+        "columnar, parser": run_parser("columnar, parser", True),
+        "old per-reading → engine": run_engine("old per-reading → engine", False),
+        "columnar → engine": run_engine("columnar → engine", True),
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, run in variants.items():
+            started = time.perf_counter()
+            got = run()
+            times[name].append(time.perf_counter() - started)
+            if got != n:
+                raise SystemExit(f"json arrays {name}: {got} of {n} readings; the benchmark data is wrong")
+    json_s = float(np.median(times["json.loads"]))
+    cases = []
+    for name, seconds in times.items():
+        median = float(np.median(seconds))
+        cases.append(
+            {
+                "case": f"json[{batch_size}] {name}",
+                "note": f"arrays of {batch_size} readings, median of {repeat} rounds",
+                "readings": n,
+                "seconds": median,
+                "readings_per_s": n / median,
+                "best_readings_per_s": n / min(seconds),
+                "baseline": "json.loads of the same bytes (same rounds)",
+                "baseline_readings_per_s": n / json_s,
+                "time_vs_baseline": median / json_s,
+            }
+        )
+    return cases
 
 
 def _pipeline_factory(registry: DetectorRegistry) -> Callable[[], Any]:
@@ -439,6 +541,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readings", type=int, default=200_000, help="readings per case (default 200000)")
     ap.add_argument("--batch-size", type=int, default=1000, help="readings per batch message (default 1000)")
     ap.add_argument("--binary-batch-size", type=int, default=10_000, help="records per binary batch")
+    ap.add_argument(
+        "--json-batch-sizes",
+        type=int,
+        nargs="*",
+        default=[1000, 10_000],
+        help="array sizes for the JSON-array comparison (default 1000 10000; none: skip it)",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="runs per case; the best counts (default 3)")
     ap.add_argument("--fuzz", type=int, default=0, metavar="N", help="also fuzz the parser with N payloads")
     ap.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/out/...)")
@@ -459,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_binary(registry, readings, args.binary_batch_size, args.repeat, engine=False),
         bench_binary(registry, readings, args.binary_batch_size, args.repeat, engine=True),
     ]
+    for size in args.json_batch_sizes:
+        cases += bench_json_arrays(registry, readings, size, args.repeat)
     with tempfile.TemporaryDirectory(prefix="bench_ingest-") as tmp:
         cases.append(bench_jsonl(registry, readings, Path(tmp), compressed=False, repeat=args.repeat))
         cases.append(bench_jsonl(registry, readings, Path(tmp), compressed=True, repeat=args.repeat))
@@ -466,12 +577,12 @@ def main(argv: list[str] | None = None) -> int:
         mqtt_readings = readings[: args.mqtt_readings]
         cases += bench_mqtt(registry, mqtt_readings, args.batch_size, args.publishers)
 
-    print(f"{'case':<13} {'readings/s':>12} {'baseline/s':>12} {'÷ baseline':>11}  note")
+    print(f"{'case':<38} {'readings/s':>12} {'baseline/s':>12} {'÷ baseline':>11}  note")
     for c in cases:
         has_baseline = "baseline_readings_per_s" in c  # the mqtt cases have none
         baseline = f"{c['baseline_readings_per_s']:>12,.0f}" if has_baseline else f"{'-':>12}"
         ratio = f"{c['time_vs_baseline']:>10.2f}x" if has_baseline else f"{'-':>11}"
-        print(f"{c['case']:<13} {c['readings_per_s']:>12,.0f} {baseline} {ratio}  {c['note']}")
+        print(f"{c['case']:<38} {c['readings_per_s']:>12,.0f} {baseline} {ratio}  {c['note']}")
     report: dict[str, Any] = {
         "benchmark": "bench_ingest",
         "python": platform.python_version(),

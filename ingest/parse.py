@@ -49,6 +49,7 @@ from ingest._values import (
 )
 from ingest.binary_batch import BINARY_TOPIC_SUFFIX, VALIDATED_TOPIC_SUFFIX, decode_binary_batch
 from ingest.dedupe import DuplicateMemory
+from ingest.json_batch import collect_array, decode_array
 from ingest.limits import IngestLimits
 from ingest.rejections import Rejection, excerpt
 from roadgraph.detectors import DetectorRegistry
@@ -231,8 +232,9 @@ class ReadingParser:
     ) -> ReadingBatch | None:
         """The hot path: append accepted rows to ``rows`` and refusals to ``rejections``.
 
-        A binary batch is returned as a `ReadingBatch` of its own (it arrives as columns); every
-        other message returns None. Many messages can so be gathered into one batch.
+        A binary batch or a JSON array is returned as a `ReadingBatch` of its own (both are
+        validated as columns, `ingest.json_batch`); every other message returns None. Many
+        messages can so be gathered into one batch.
         """
         if len(payload) > self._limits.max_payload_bytes:
             reason = f"payload of {len(payload)} bytes exceeds the limit of {self._limits.max_payload_bytes}"
@@ -244,8 +246,7 @@ class ReadingParser:
             return None
         topic_id = topic[len(head) :]
         if topic_id == BATCH_TOPIC_SUFFIX:
-            rows.extend(self._parse_batch_message(topic, payload, rejections))
-            return None
+            return self._parse_batch_message(topic, payload, rejections)
         if topic_id in (BINARY_TOPIC_SUFFIX, VALIDATED_TOPIC_SUFFIX):
             return self._parse_binary_message(topic, payload, rejections)
         if not topic_id or "/" in topic_id:
@@ -298,10 +299,10 @@ class ReadingParser:
                 reason = where + self._batch_too_large_reason(len(obj))
                 self._refuse(rejections, topic, "too_large", reason, "")
                 return ParseResult(self._empty, rejections)
-            rows = self._collect(
-                obj, topic, where, max_ts, rejections, now=max_ts - self._limits.max_future_s
+            batch = collect_array(
+                self, obj, topic, where, max_ts, rejections, now=max_ts - self._limits.max_future_s
             )
-            return ParseResult(_batch_of_rows(rows) if rows else self._empty, rejections)
+            return ParseResult(batch or self._empty, rejections)
         topic_id = self._topic_id(topic)
         try:
             row = self._validate(obj, topic_id, max_ts)
@@ -355,21 +356,40 @@ class ReadingParser:
 
     # ------------------------------------------------------------------ messages and arrays
 
-    def _parse_batch_message(self, topic: str, payload: bytes, rejections: list[Rejection]) -> list[Row]:
+    def _parse_batch_message(
+        self, topic: str, payload: bytes, rejections: list[Rejection]
+    ) -> ReadingBatch | None:
+        """A JSON array: decoded once, validated column-wise (`ingest.json_batch`); each element
+        that fails a column check is explained by the per-reading validator, as before."""
         try:
-            obj = self._decode(payload)
+            obj, exact = decode_array(payload, self._decode)
         except RefusalError as exc:
             self._refuse(rejections, topic, exc.code, exc.reason, payload)
-            return []
+            return None
         if not isinstance(obj, list):
             reason = f"expected a JSON array of readings on {self._batch_topic}, got {describe(obj)}"
             self._refuse(rejections, topic, "bad_shape", reason, payload)
-            return []
+            return None
         if len(obj) > self._limits.max_batch_readings:
             self._refuse(rejections, topic, "too_large", self._batch_too_large_reason(len(obj)), payload)
-            return []
+            return None
         now = self._clock()
-        return self._collect(obj, topic, "", now + self._limits.max_future_s, rejections, now=now)
+        try:
+            return collect_array(
+                self,
+                obj,
+                topic,
+                "",
+                now + self._limits.max_future_s,
+                rejections,
+                now=now,
+                # orjson's value: some elements need json's own (huge integers), see json_batch.
+                exact_items=None if exact else (lambda: self._decode(payload)),
+                from_json=True,
+            )
+        except RefusalError as exc:  # json refuses what orjson took (nesting depth): as before
+            self._refuse(rejections, topic, exc.code, exc.reason, payload)
+            return None
 
     def _parse_binary_message(
         self, topic: str, payload: bytes, rejections: list[Rejection]
