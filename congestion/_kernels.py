@@ -662,6 +662,8 @@ def update_segments(
     tick_interval = np.float64(math.ceil(tick_ts / ff_interval_s))
     hour = int((tick_ts % 86400.0) // 3600.0) % profile.shape[1]
     n_known = 0
+    decay_last = np.nan  # smoothing time whose decay factor is in decay_memo (NaN: none yet)
+    decay_memo = 0.0
     for s in range(segments.shape[0]):
         seg = segments[s]
         w_free_flow = np.float64(seg.weight_free_flow)
@@ -684,8 +686,16 @@ def update_segments(
                 cycle = np.float64(seg.signal_cycle_s)
                 green = np.float64(seg.green_ratio)
                 t = _segment_travel_time(
-                    v_h, flow, occ, length, np.float64(seg.loop_position), seg.signalised, limit,
-                    model_params, cycle, green,
+                    v_h,
+                    flow,
+                    occ,
+                    length,
+                    np.float64(seg.loop_position),
+                    seg.signalised,
+                    limit,
+                    model_params,
+                    cycle,
+                    green,
                 )
                 pace = t / length
                 # Weight = vehicle-kilometres this evidence stands for (so that the smoothed
@@ -708,7 +718,15 @@ def update_segments(
                     last = smooth_ts[s]
                     decay = 0.0
                     if tau_s > 0.0 and last == last:
-                        decay = math.exp(-(tick_ts - last) / tau_s) if tick_ts > last else 1.0
+                        if tick_ts > last:
+                            # Most segments were last smoothed at the same tick: reuse the
+                            # previous segment's exp() when its smoothing time was the same.
+                            if last != decay_last:
+                                decay_last = last
+                                decay_memo = math.exp(-(tick_ts - last) / tau_s)
+                            decay = decay_memo
+                        else:
+                            decay = 1.0
                     sw = decay * np.float64(smooth_w[s]) + w_new
                     swp = decay * np.float64(smooth_wpace[s]) + w_new * pace
                     smooth_w[s] = sw
@@ -738,20 +756,31 @@ def update_segments(
                     # green, which a model of the *mean* delay never shows.
                     delay_pace = _junction_delay(flow, seg.signalised, model_params, cycle, green) / length
                     pace_ff = pace - (1.0 - ff_delay_share) * min(delay_pace, 0.75 * pace)
-                    acc = ff_interval[s]
-                    if acc[0] != tick_interval:
-                        if acc[0] == acc[0] and acc[2] > 0.0 and acc[3] > 0.0:
+                    # (Indexed in place rather than through a row view ``ff_interval[s]``: a view
+                    # is an array object per segment, with its reference count.)
+                    if ff_interval[s, 0] != tick_interval:
+                        done_k = ff_interval[s, 0]
+                        done_m = ff_interval[s, 1]
+                        done_s = ff_interval[s, 2]
+                        if done_k == done_k and done_s > 0.0 and ff_interval[s, 3] > 0.0:
                             ff = _free_flow_sample(
-                                3.6 * acc[1] / acc[2], limit, ff, free_flow_default_kmh[s], ff_hist[s],
-                                ff_samples, s, ff_hist_cap, ff_min_samples,
+                                3.6 * done_m / done_s,
+                                limit,
+                                ff,
+                                free_flow_default_kmh[s],
+                                ff_hist[s],
+                                ff_samples,
+                                s,
+                                ff_hist_cap,
+                                ff_min_samples,
                             )
-                        acc[0] = tick_interval
-                        acc[1] = 0.0
-                        acc[2] = 0.0
-                        acc[3] = 0.0
-                    acc[1] += w_new
-                    acc[2] += w_new * pace_ff
-                    acc[3] += np.float64(seg.count)
+                        ff_interval[s, 0] = tick_interval
+                        ff_interval[s, 1] = 0.0
+                        ff_interval[s, 2] = 0.0
+                        ff_interval[s, 3] = 0.0
+                    ff_interval[s, 1] += w_new
+                    ff_interval[s, 2] += w_new * pace_ff
+                    ff_interval[s, 3] += np.float64(seg.count)
 
                     # Typical profile of this hour (ratio to free flow, quantised).
                     r_q = min(max(speed / np.float64(ff) * PROFILE_SCALE, 0.0), 254.0)
@@ -823,46 +852,22 @@ IP_TTI_POWER = 5
 
 
 @njit(cache=True, nogil=True)
-def _neighbour_ratio(
-    s: int,
-    speed_kmh: np.ndarray,
-    free_flow_kmh: np.ndarray,
-    confidence: np.ndarray,
-    first_ratio: np.ndarray,
-    first_conf: np.ndarray,
-    second_round: bool,
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    weight: float,
-    tti_power: float,
-    sums: np.ndarray,
-) -> None:
-    """Add weight·c·TTI^p, weight·c and weight·c·c over one direction's neighbours of ``s`` to
-    ``sums`` (TTI = 1 / r, p = ``tti_power``): in the first round the measured ones (speed
-    known), with r = speed / free flow and c their confidence; in the second the unknown ones
-    with a first-round ratio."""
-    for k in range(indptr[s], indptr[s + 1]):
-        j = indices[k]
-        if j == s:
-            continue
-        v = speed_kmh[j]
-        if not second_round:
-            if v != v:
-                continue
-            r = np.float64(v) / np.float64(free_flow_kmh[j])
-            c = max(np.float64(confidence[j]), 0.05)
-        else:
-            if v == v:
-                continue
-            r = np.float64(first_ratio[j])
-            if r != r:
-                continue
-            c = max(np.float64(first_conf[j]), 0.05)
-        # Travel-time index, pooled as a power mean (p = 1, the plain mean, without a pow call).
-        tti = 1.0 / max(r, 0.01)
-        sums[0] += weight * c * (tti if tti_power == 1.0 else tti**tti_power)
-        sums[1] += weight * c
-        sums[2] += weight * c * c
+def _pool_neighbour(
+    r: float, c: float, weight: float, tti_power: float, sum_tti: float, sum_w: float, sum_wc: float
+) -> tuple[float, float, float]:
+    """(sum_tti, sum_w, sum_wc) plus one neighbour's weight·c·TTI^p, weight·c and weight·c·c,
+    where TTI = 1 / r (r its speed ratio, c its confidence, p = ``tti_power``).
+
+    Scalars only: ``impute_segments`` loops over the neighbours itself. A helper that took the
+    seven arrays cost ~10 ns a call even with no neighbour to visit (measured; most likely the
+    handling of the array arguments, reference counts included), more than the loop itself.
+    """
+    # Travel-time index, pooled as a power mean (p = 1, the plain mean, without a pow call).
+    tti = 1.0 / max(r, 0.01)
+    sum_tti += weight * c * (tti if tti_power == 1.0 else tti**tti_power)
+    sum_w += weight * c
+    sum_wc += weight * c * c
+    return sum_tti, sum_w, sum_wc
 
 
 @njit(cache=True, nogil=True)
@@ -914,22 +919,33 @@ def impute_segments(
     tti_power = impute_params[IP_TTI_POWER]
     hour = int((tick_ts % 86400.0) // 3600.0) % profile.shape[1]
     n_unknown = 0
+    # Branch-free: whether a speed is NaN is random across segments, and a mispredicted branch
+    # per unknown segment costs more than the store (overwritten unless it counts).
     for s in range(speed_kmh.shape[0]):
-        if speed_kmh[s] != speed_kmh[s]:
-            scratch_unknown[n_unknown] = s
-            n_unknown += 1
-    sums = np.zeros(3)
+        scratch_unknown[n_unknown] = s
+        n_unknown += speed_kmh[s] != speed_kmh[s]
     # Round 1: from measured neighbours, for every unknown segment (NaN when it has none).
     for u in range(n_unknown):
         s = scratch_unknown[u]
-        sums[:] = 0.0
-        _neighbour_ratio(s, speed_kmh, free_flow_kmh, confidence, scratch_ratio, scratch_conf, False,
-                         succ_indptr, succ_indices, w_down, tti_power, sums)
-        _neighbour_ratio(s, speed_kmh, free_flow_kmh, confidence, scratch_ratio, scratch_conf, False,
-                         pred_indptr, pred_indices, w_up, tti_power, sums)
-        if sums[1] > 0.0:
-            scratch_ratio[s] = _power_mean_ratio(sums[0] / sums[1], tti_power)
-            scratch_conf[s] = sums[2] / sums[1]
+        # Measured neighbours (speed known): r = speed / free flow, c = their confidence.
+        s0 = s1 = s2 = 0.0
+        for k in range(succ_indptr[s], succ_indptr[s + 1]):
+            j = succ_indices[k]
+            v = speed_kmh[j]
+            if j != s and v == v:
+                r = np.float64(v) / np.float64(free_flow_kmh[j])
+                c = max(np.float64(confidence[j]), 0.05)
+                s0, s1, s2 = _pool_neighbour(r, c, w_down, tti_power, s0, s1, s2)
+        for k in range(pred_indptr[s], pred_indptr[s + 1]):
+            j = pred_indices[k]
+            v = speed_kmh[j]
+            if j != s and v == v:
+                r = np.float64(v) / np.float64(free_flow_kmh[j])
+                c = max(np.float64(confidence[j]), 0.05)
+                s0, s1, s2 = _pool_neighbour(r, c, w_up, tti_power, s0, s1, s2)
+        if s1 > 0.0:
+            scratch_ratio[s] = _power_mean_ratio(s0 / s1, tti_power)
+            scratch_conf[s] = s2 / s1
         else:
             scratch_ratio[s] = np.nan
             scratch_conf[s] = 0.0
@@ -942,14 +958,23 @@ def impute_segments(
         c = np.float64(scratch_conf[s])
         sw = 1.0
         if r != r:
-            sums[:] = 0.0
-            _neighbour_ratio(s, speed_kmh, free_flow_kmh, confidence, scratch_ratio, scratch_conf, True,
-                             succ_indptr, succ_indices, w_down, tti_power, sums)
-            _neighbour_ratio(s, speed_kmh, free_flow_kmh, confidence, scratch_ratio, scratch_conf, True,
-                             pred_indptr, pred_indices, w_up, tti_power, sums)
-            if sums[1] > 0.0:
-                r = np.float64(_power_mean_ratio(sums[0] / sums[1], tti_power))
-                c = hop2 * sums[2] / sums[1]
+            # Unknown neighbours with a round-1 ratio: r and c from round 1.
+            s0 = s1 = s2 = 0.0
+            for k in range(succ_indptr[s], succ_indptr[s + 1]):
+                j = succ_indices[k]
+                r_j = np.float64(scratch_ratio[j])
+                if j != s and speed_kmh[j] != speed_kmh[j] and r_j == r_j:
+                    c_j = max(np.float64(scratch_conf[j]), 0.05)
+                    s0, s1, s2 = _pool_neighbour(r_j, c_j, w_down, tti_power, s0, s1, s2)
+            for k in range(pred_indptr[s], pred_indptr[s + 1]):
+                j = pred_indices[k]
+                r_j = np.float64(scratch_ratio[j])
+                if j != s and speed_kmh[j] != speed_kmh[j] and r_j == r_j:
+                    c_j = max(np.float64(scratch_conf[j]), 0.05)
+                    s0, s1, s2 = _pool_neighbour(r_j, c_j, w_up, tti_power, s0, s1, s2)
+            if s1 > 0.0:
+                r = np.float64(_power_mean_ratio(s0 / s1, tti_power))
+                c = hop2 * s2 / s1
                 sw = hop2
             else:
                 sw = 0.0

@@ -115,6 +115,7 @@ SEGMENT_SCRATCH_RECORD = _record(
     64,
 )
 
+
 def aligned_records(n: int, dtype: np.dtype) -> np.ndarray:
     """Zeroed records whose first byte sits on a cache-line boundary (numpy only promises 16)."""
     raw = np.zeros(n * dtype.itemsize + CACHE_LINE_BYTES, dtype=np.uint8)
@@ -164,7 +165,7 @@ class SegmentHeld:
     #: once it is over (``_kernels.update_segments``).
     ff_interval: np.ndarray  # float64 (n, 4)
     #: Typical speed ratio (speed / free flow) by hour of day, uint8 (× PROFILE_SCALE; 255 none).
-    profile: np.ndarray  # uint8 (n, PROFILE_BINS)
+    profile: np.ndarray  # uint8 (n, PROFILE_BINS), Fortran order (columns contiguous)
     #: ``ts`` of the newest reading behind the held estimate; NaN = never had evidence.
     evidence_ts: np.ndarray  # float64
     #: Confidence of the held estimate when it was made (before decay with age), 0..1.
@@ -183,10 +184,13 @@ class SegmentHeld:
             free_flow_default_kmh=free_flow_kmh.copy(),
             ff_hist=np.zeros((n, FF_BINS), dtype=np.uint16),
             ff_samples=np.zeros(n, dtype=np.uint32),
-            ff_interval=np.stack(
-                [np.full(n, np.nan), np.zeros(n), np.zeros(n), np.zeros(n)], axis=1
-            ).astype(np.float64),
-            profile=np.full((n, PROFILE_BINS), PROFILE_NONE, dtype=np.uint8),
+            ff_interval=np.stack([np.full(n, np.nan), np.zeros(n), np.zeros(n), np.zeros(n)], axis=1).astype(
+                np.float64
+            ),
+            # Column-major: a tick reads and writes one hour's column of every segment, which
+            # is then one contiguous n-byte run instead of one byte in each of n 24-byte rows
+            # (24x less memory traffic in ``update_segments`` and ``impute_segments``).
+            profile=np.full((n, PROFILE_BINS), PROFILE_NONE, dtype=np.uint8, order="F"),
             evidence_ts=np.full(n, np.nan, dtype=np.float64),
             evidence_quality=np.zeros(n, dtype=np.float32),
             smooth_w=np.zeros(n, dtype=np.float32),
