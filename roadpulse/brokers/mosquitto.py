@@ -7,7 +7,6 @@ retained messages and persistent sessions, like a production broker restarting.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -17,8 +16,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
+
+from ._process import BrokerProcess
 
 log = logging.getLogger("roadpulse.brokers.mosquitto")
 
@@ -64,7 +64,7 @@ def port_open(host: str, port: int, timeout_s: float = 0.2) -> bool:
         return False
 
 
-class MosquittoProcess:
+class MosquittoProcess(BrokerProcess):
     """A ``mosquitto`` child process listening on ``host:port`` with anonymous access.
 
     ``port=None`` picks a free port at the first start; later starts reuse it.  Use as a
@@ -87,35 +87,7 @@ class MosquittoProcess:
             searched = ", ".join(_EXTRA_DIRS)
             raise MosquittoError(f"no mosquitto binary found (searched PATH and {searched})")
         self.binary = found
-        self._host = host
-        self._port = port
-        self._fixed_port = port is not None
-        self.startup_timeout_s = startup_timeout_s
-        self.extra_config = list(extra_config)
-        self._dir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def host(self) -> str:
-        """Address mosquitto listens on."""
-        return self._host
-
-    @property
-    def port(self) -> int:
-        """TCP port mosquitto listens on."""
-        if self._port is None:
-            raise RuntimeError("mosquitto has not been started yet")
-        return self._port
-
-    @property
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def workdir(self) -> Path | None:
-        """The temporary directory with config, log and persistence file (None when stopped)."""
-        return self._dir
+        super().__init__(port, host=host, startup_timeout_s=startup_timeout_s, extra_config=extra_config)
 
     @property
     def log_path(self) -> Path | None:
@@ -151,34 +123,6 @@ class MosquittoProcess:
                 continue
             self._fixed_port = True  # later starts and restarts come back on this port
             return self
-
-    def stop(self) -> None:
-        """Terminate mosquitto (it saves its database), wait, and delete its directory."""
-        self._terminate(hard=False)
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def kill(self) -> None:
-        """SIGKILL mosquitto, as a crash would: nothing is saved; :meth:`start` brings it back
-        on the same port with the database from the last clean shutdown."""
-        self._terminate(hard=True)
-
-    def restart(self) -> None:
-        """Stop gracefully and start again on the same port, keeping persisted state."""
-        self._terminate(hard=False)
-        self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals --------------------------------------------------------------------------
 
@@ -258,18 +202,9 @@ class MosquittoProcess:
             proc.kill()
             proc.wait(_STOP_TIMEOUT_S)
 
-    def _log_text(self) -> str:
-        if self._dir is None:
-            return ""
-        parts = []
-        for name in ("stderr.log", "mosquitto.log"):
-            with contextlib.suppress(OSError):
-                parts.append((self._dir / name).read_text(errors="replace"))
-        return "".join(parts)
-
-    def _log_tail(self, lines: int = 15) -> str:
-        tail = self._log_text().strip().splitlines()[-lines:]
-        return ("; log tail:\n" + "\n".join(tail)) if tail else "; mosquitto wrote no log"
+    def _log_files(self) -> list[Path]:
+        assert self._dir is not None
+        return [self._dir / "stderr.log", self._dir / "mosquitto.log"]
 
     def _address_in_use(self) -> bool:
         return "in use" in self._log_text()

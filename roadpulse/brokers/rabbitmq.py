@@ -28,9 +28,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
+from ._process import BrokerProcess
 from .mosquitto import free_port
 from .probe import broker_reachable
 
@@ -96,7 +96,7 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-class RabbitMqProcess:
+class RabbitMqProcess(BrokerProcess):
     """A private RabbitMQ node with ``rabbitmq_mqtt`` enabled, MQTT on ``host:port``.
 
     Anonymous MQTT clients log in as ``guest`` (allowed from loopback only, RabbitMQ's
@@ -122,43 +122,15 @@ class RabbitMqProcess:
             searched = ", ".join((*_PREFERRED_DIRS, *_EXTRA_DIRS))
             raise RabbitMqError(f"no rabbitmq-server found (searched PATH and {searched})")
         self.binary = found
-        self._host = host
-        self._port = port
-        self._fixed_port = port is not None
+        super().__init__(port, host=host, startup_timeout_s=startup_timeout_s, extra_config=extra_config)
         self._amqp_port: int | None = None
         self._dist_port: int | None = None
         self._node: str | None = None
-        self.startup_timeout_s = startup_timeout_s
-        self.extra_config = list(extra_config)
-        self._dir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def host(self) -> str:
-        """Address the MQTT listener is bound to."""
-        return self._host
-
-    @property
-    def port(self) -> int:
-        """TCP port of the MQTT listener."""
-        if self._port is None:
-            raise RuntimeError("the RabbitMQ node has not been started yet")
-        return self._port
 
     @property
     def node_name(self) -> str | None:
         """The Erlang node name (``rp-<port>@localhost``), fixed at the first start."""
         return self._node
-
-    @property
-    def running(self) -> bool:
-        """Whether the node's start script is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def workdir(self) -> Path | None:
-        """The temporary directory with config, data and logs (None when stopped)."""
-        return self._dir
 
     @property
     def log_path(self) -> Path | None:
@@ -198,35 +170,6 @@ class RabbitMqProcess:
                 continue
             self._fixed_port = True  # restarts come back on these ports, with this node name
             return self
-
-    def stop(self) -> None:
-        """Stop the node gracefully (SIGTERM: it syncs and shuts down), wait, and delete its
-        directory."""
-        self._terminate(hard=False)
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def kill(self) -> None:
-        """SIGKILL the node and every process it started, as a crash would; :meth:`start`
-        brings it back on the same ports with what it had written to disk."""
-        self._terminate(hard=True)
-
-    def restart(self) -> None:
-        """Stop gracefully and start again on the same ports, keeping the data directory."""
-        self._terminate(hard=False)
-        self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals --------------------------------------------------------------------------
 
@@ -370,21 +313,13 @@ class RabbitMqProcess:
         while any(_alive(pid) for pid in tree) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def _log_text(self) -> str:
-        if self._dir is None:
-            return ""
-        parts = []
-        paths = [self._dir / "stdout.log"]
-        if self.log_path is not None:
-            paths.append(self.log_path)
-        for path in paths:
-            with contextlib.suppress(OSError):
-                parts.append(path.read_text(errors="replace"))
-        return "".join(parts)
+    def _log_files(self) -> list[Path]:
+        assert self._dir is not None
+        log_path = self.log_path
+        return [self._dir / "stdout.log"] + ([log_path] if log_path is not None else [])
 
     def _log_tail(self, lines: int = 20) -> str:
-        tail = self._log_text().strip().splitlines()[-lines:]
-        return ("; log tail:\n" + "\n".join(tail)) if tail else "; the node wrote no log"
+        return super()._log_tail(lines)
 
     def _address_in_use(self) -> bool:
         return "eaddrinuse" in self._log_text().lower()

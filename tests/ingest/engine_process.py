@@ -33,6 +33,7 @@ def main(port: int, prefix: str, client_id: str, log_path: str, state_path: str)
     spec = importlib.util.spec_from_file_location("live_helpers", Path(__file__).with_name("live_helpers.py"))
     assert spec is not None and spec.loader is not None
     helpers = importlib.util.module_from_spec(spec)
+    sys.modules["live_helpers"] = helpers  # dataclasses look their module up there
     spec.loader.exec_module(helpers)
     grid_with_detectors = helpers.grid_with_detectors
 

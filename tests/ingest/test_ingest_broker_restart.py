@@ -24,97 +24,36 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 
 from roadpulse.brokers import SAVE_EVERY_CHANGE_CONFIG, MosquittoProcess, find_mosquitto
-from tests.ingest.live_helpers import LiveEngine, grid_with_detectors, reading, settings_for
-
-N_READINGS = 3000
-#: Readings of one detector are 1 s apart (the stream covers 75 s of event time in about as much
-#: wall time); the lateness bound is 20 s, shorter than the duplicate memory (32 readings = 32 s),
-#: so a re-delivery is refused as ``duplicate`` while remembered and as ``late`` after, never
-#: accepted twice -- the same relation as 300 s against 32 readings of 30 s in the field.
-INTERVAL_S = 1
-LATENESS_S = 20
-N_DETECTORS = 40
-
-
-def _stream_through_outage(
-    host: str, port: int, outage: Callable[[], None]
-) -> tuple[int, int, dict[str, int]]:
-    """Publish N readings with ``outage()`` halfway; returns (acked, accepted, rejected_by_code)."""
-    network, detectors = grid_with_detectors(N_DETECTORS)
-    settings = settings_for(port, tick_s=1, **{"ingest.lateness_s": LATENESS_S})
-    prefix = settings["mqtt"]["prefix"]
-    acked: set[int] = set()
-    lock = threading.Lock()
-
-    def on_publish(_c: object, _u: object, mid: int, _rc: object, _p: object) -> None:
-        with lock:
-            acked.add(mid)
-
-    publisher = paho.Client(
-        paho.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", clean_session=False
-    )
-    publisher.on_publish = on_publish
-    publisher.reconnect_delay_set(0.05, 0.5)
-    publisher.max_inflight_messages_set(100)
-    engine = LiveEngine(network, detectors, settings)
-    try:
-        engine.wait_connected()
-        publisher.connect(host, port)
-        publisher.loop_start()
-        t0 = time.time() - INTERVAL_S * (N_READINGS // N_DETECTORS) - 60
-        mids = []
-        for i in range(N_READINGS):
-            det = f"D{i % N_DETECTORS}"
-            info = publisher.publish(
-                f"{prefix}detectors/{det}", reading(det, t0 + INTERVAL_S * (i // N_DETECTORS)), qos=1
-            )
-            mids.append(info.mid)
-            if i % 40 == 39:
-                time.sleep(0.02)
-            if i == N_READINGS // 2:
-                outage()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with lock:
-                if acked.issuperset(mids):
-                    break
-            time.sleep(0.1)
-        with lock:
-            n_acked = len(acked.intersection(mids))
-        # Everything acknowledged must reach the engine; give the redeliveries time.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            p = engine.pipeline
-            if p is not None and p.counters.accepted >= n_acked:
-                break
-            time.sleep(0.1)
-        time.sleep(1.0)  # late duplicates, if any, arrive now and must be refused
-    finally:
-        publisher.loop_stop()
-        publisher.disconnect()
-        pipeline = engine.stop()
-    return n_acked, pipeline.counters.accepted, dict(pipeline.counters.rejected_by_code)
+from tests.ingest.live_helpers import (
+    OUTAGE_DETECTORS as N_DETECTORS,
+)
+from tests.ingest.live_helpers import (
+    OUTAGE_INTERVAL_S as INTERVAL_S,
+)
+from tests.ingest.live_helpers import (
+    OUTAGE_READINGS as N_READINGS,
+)
+from tests.ingest.live_helpers import (
+    reading,
+    stream_through_outage,
+)
 
 
 def test_graceful_broker_restart_loses_nothing(fresh_mqtt_broker) -> None:
     if fresh_mqtt_broker.kind != "mosquitto":
         pytest.skip("needs mosquitto (the embedded broker keeps no state across restarts)")
-    acked, accepted, rejected = _stream_through_outage(
-        fresh_mqtt_broker.host, fresh_mqtt_broker.port, fresh_mqtt_broker.restart
-    )
-    assert acked == N_READINGS, (acked, accepted, rejected)
-    assert accepted == N_READINGS, rejected
-    assert set(rejected) <= {"duplicate", "late"}
+    run = stream_through_outage(fresh_mqtt_broker.host, fresh_mqtt_broker.port, fresh_mqtt_broker.restart)
+    assert run.acked == N_READINGS, run
+    assert run.accepted == N_READINGS, run
+    assert set(run.rejected) <= {"duplicate", "late"}
 
 
 @pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")
@@ -127,14 +66,15 @@ def test_killed_broker_counts_nothing_twice_and_loses_at_most_its_unsaved_window
             time.sleep(0.3)
             broker.start()
 
-        acked, accepted, rejected = _stream_through_outage(broker.host, broker.port, kill_and_restart)
+        run = stream_through_outage(broker.host, broker.port, kill_and_restart)
     finally:
         broker.stop()
-    assert acked == N_READINGS, (acked, accepted, rejected)
-    print(f"killed broker: {N_READINGS - accepted} of {N_READINGS} acknowledged readings lost, {rejected}")
+    assert run.acked == N_READINGS, run
+    lost = N_READINGS - run.accepted
+    print(f"killed broker: {lost} of {N_READINGS} acknowledged readings lost, {run.rejected}")
     # Never counted twice; at most the broker's unsaved in-flight window lost (see the docstring).
-    assert N_READINGS - 30 <= accepted <= N_READINGS, rejected
-    assert set(rejected) <= {"duplicate", "late"}
+    assert N_READINGS - 30 <= run.accepted <= N_READINGS, run
+    assert set(run.rejected) <= {"duplicate", "late"}
 
 
 def _start_engine(port: int, prefix: str, client_id: str, log: Path, state: Path) -> subprocess.Popen[str]:
