@@ -10,7 +10,8 @@ reading is a duplicate):
 - ``batch``: JSON arrays of ``--batch-size`` readings on ``traffic/detectors/batch``;
 - ``json[N] ...``: JSON arrays of N readings (``--json-batch-sizes``), every way at once: ``json.loads``
   and ``orjson.loads`` alone, the old per-reading path and the columnar one (ingest/json_batch.py),
-  parser alone and into engine state (``Pipeline.accept``); medians of round-robin rounds;
+  parser alone and into engine state (``Pipeline.accept``), and the columnar path fed by the byte
+  scanner (ingest/_json_scan.py) instead of orjson (``scanner ...``); medians of round-robin rounds;
 - ``jsonl`` and ``jsonl.gz``: ``iter_jsonl_readings`` over a recorded file, one reading per line.
 
 With ``--mqtt`` (needs a ``mosquitto`` binary), also end to end through a local broker into
@@ -48,7 +49,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from ingest import MqttReadingSource, ParseResult, ReadingParser, iter_jsonl_readings
+from ingest import MqttReadingSource, ParseResult, ReadingParser, iter_jsonl_readings, json_batch
+from ingest._json_scan import scan_array
 from roadgraph.detectors import DetectorRegistry
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
@@ -225,12 +227,12 @@ def bench_json_arrays(
     # A fresh parser or pipeline per run, built before the clock starts (no reading a duplicate).
     fresh: dict[str, list[Any]] = {
         name: [make_pipeline() for _ in range(repeat)]
-        for name in ("old per-reading → engine", "columnar → engine")
+        for name in ("old per-reading → engine", "columnar → engine", "scanner → engine")
     }
     fresh.update(
         {
             name: [ReadingParser(registry, prefix=PREFIX, clock=clock) for _ in range(repeat)]
-            for name in ("old per-reading, parser", "columnar, parser")
+            for name in ("old per-reading, parser", "columnar, parser", "scanner, parser")
         }
     )
 
@@ -245,24 +247,30 @@ def bench_json_arrays(
     def decode_only(loads: Callable[[bytes], Any]) -> Callable[[], int]:
         return lambda: sum(len(loads(payload)) for payload in payloads)
 
-    def run_parser(name: str, columnar: bool) -> Callable[[], int]:
+    def run_parser(name: str, columnar: bool, scanner: bool = False) -> Callable[[], int]:
         def run() -> int:
             parser = fresh[name].pop()
+            json_batch.SCANNER = scanner
             for payload in payloads:
                 parser.parse_message(topic, payload) if columnar else old_path(parser, payload)
             return int(parser.accepted_total)
 
         return run
 
-    def run_engine(name: str, columnar: bool) -> Callable[[], int]:
+    def run_engine(name: str, columnar: bool, scanner: bool = False) -> Callable[[], int]:
         def run() -> int:
             pipeline = fresh[name].pop()
             parser, accept = pipeline.parser, pipeline.accept
+            json_batch.SCANNER = scanner
             for payload in payloads:
                 accept(parser.parse_message(topic, payload) if columnar else old_path(parser, payload))
             return int(pipeline.counters.accepted)
 
         return run
+
+    # The scanner (ingest/_json_scan.py) takes every payload here; compile it before the clock starts.
+    if scan_array(payloads[0]) is None:
+        raise SystemExit("json arrays: the byte scanner gave up on the benchmark payloads")
 
     variants: dict[str, Callable[[], int]] = {
         "json.loads": decode_only(json.loads),
@@ -271,6 +279,9 @@ def bench_json_arrays(
         "columnar, parser": run_parser("columnar, parser", True),
         "old per-reading → engine": run_engine("old per-reading → engine", False),
         "columnar → engine": run_engine("columnar → engine", True),
+        # The columnar path above with the byte scanner instead of orjson + dicts (json_batch.SCANNER).
+        "scanner, parser": run_parser("scanner, parser", True, scanner=True),
+        "scanner → engine": run_engine("scanner → engine", True, scanner=True),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeat):
@@ -280,6 +291,7 @@ def bench_json_arrays(
             times[name].append(time.perf_counter() - started)
             if got != n:
                 raise SystemExit(f"json arrays {name}: {got} of {n} readings; the benchmark data is wrong")
+    json_batch.SCANNER = True
     json_s = float(np.median(times["json.loads"]))
     cases = []
     for name, seconds in times.items():
@@ -297,6 +309,9 @@ def bench_json_arrays(
                 "time_vs_baseline": median / json_s,
             }
         )
+        if name.startswith("scanner"):  # against the orjson columnar path of the same rounds
+            columnar = float(np.median(times[name.replace("scanner", "columnar")]))
+            cases[-1]["note"] = f"{cases[-1]['note']}; ×{columnar / median:.2f} the orjson columnar path"
     return cases
 
 

@@ -17,13 +17,19 @@ gives floats) and nesting between Python's recursion limit and orjson's 1024 lev
 never pass the column checks (they are out of every range), and whenever any row falls back to the
 validator after an orjson decode, the payload is decoded again with ``json`` so that the
 validator sees, quotes and excerpts exactly what it sees today.
+
+Before any of that, `collect_scanned` tries the numba byte scanner (`ingest._json_scan`): for a
+payload in the canonical shape it fills the same columns without Python objects (about twice the
+throughput, benchmarks/bench_ingest.py), and the same checks (`_Columns._check`) decide; the
+elements are decoded with ``json`` only when a row needs the validator or an excerpt. On anything
+else the scanner gives up and the payload takes the path above (tests/ingest/test_ingest_json_scan.py).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -31,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from congestion.types import ReadingBatch
+from ingest._json_scan import BOOL, DEC, INT, STRING, IdTable, Scan, id_indices, id_table, scan_array
 from ingest._values import RefusalError, excerpt_source
 
 if TYPE_CHECKING:
@@ -68,9 +75,65 @@ def decode_array(payload: bytes, exact_decode: Callable[[bytes], object]) -> tup
     return exact_decode(payload), True
 
 
+def collect_scanned(
+    parser: ReadingParser, topic: str, payload: bytes, rejections: list[Any]
+) -> tuple[bool, ReadingBatch | None]:
+    """A batch message through the byte scanner (`ingest._json_scan`): (True, batch) when the
+    payload has the canonical shape, with the outcome of the decoding path; (False, None) when the
+    scanner gave up and the payload must be decoded as before. Nothing changes in that case."""
+    scan = scan_array(payload) if SCANNER else None
+    if scan is None:
+        return False, None
+    limits = parser._limits
+    if scan.n > limits.max_batch_readings:
+        parser._refuse(rejections, topic, "too_large", parser._batch_too_large_reason(scan.n), payload)
+        return True, None
+    now = parser._clock()
+    max_ts = now + limits.max_future_s
+    columns = _Columns.of_scan(parser, scan, _detector_indices(parser, payload, scan), max_ts)
+    try:
+        batch = collect_array(
+            parser,
+            None,
+            topic,
+            "",
+            max_ts,
+            rejections,
+            now=now,
+            exact_items=lambda: parser._decode(payload),
+            from_json=True,
+            columns=columns,
+        )
+    except RefusalError as exc:  # pragma: no cover - json accepts every payload the scanner accepts
+        parser._refuse(rejections, topic, exc.code, exc.reason, payload)
+        return True, None
+    return True, batch
+
+
+#: Whether batch messages go through the byte scanner first (tests and benchmarks compare both).
+SCANNER = True
+
+#: Per registry (its ``index_of``, kept alive so that its id() is not reused): the table of its ids
+#: for the numba lookup. Built once per registry (10 ms for 10,000 ids), not once per parser.
+_ID_TABLES: dict[int, tuple[dict[str, int], IdTable]] = {}
+
+
+def _detector_indices(parser: ReadingParser, payload: bytes, scan: Scan) -> np.ndarray:
+    """Registry index of each scanned ``detector_id`` (-1: unknown, or not a string). The scanner
+    takes ASCII strings only, whose bytes match exactly the ASCII ids of the registry. A hash
+    lookup in numba: about 10× faster than slicing bytes and a dict lookup per reading."""
+    index_of = parser._index_of
+    cached = _ID_TABLES.get(id(index_of))
+    if cached is None or cached[0] is not index_of:
+        if len(_ID_TABLES) >= 8:  # registries replaced over a long run: keep the memory bounded
+            _ID_TABLES.clear()
+        cached = _ID_TABLES[id(index_of)] = (index_of, id_table(index_of))
+    return id_indices(payload, scan, cached[1])
+
+
 def collect_array(
     parser: ReadingParser,
-    items: list[Any],
+    items: list[Any] | None,
     topic: str,
     where: str,
     max_ts: float,
@@ -79,18 +142,28 @@ def collect_array(
     now: float,
     exact_items: Callable[[], object] | None = None,
     from_json: bool = False,
+    columns: _Columns | None = None,
 ) -> ReadingBatch | None:
     """Validate the elements of a decoded array; accepted rows as one batch (None if none).
 
     ``exact_items`` re-decodes the payload with ``json`` when ``items`` came from orjson; it is
     called only when some row needs the per-reading validator, and may raise `RefusalError`
     (the whole message is then refused, before any state changed). ``from_json``: ``items`` was
-    just decoded from JSON, so an element is a dict exactly when it has fields.
+    just decoded from JSON, so an element is a dict exactly when it has fields. ``columns``: the
+    array already as columns (`_scan_columns`); ``items`` is then None and ``exact_items`` gives
+    the elements when a row needs them (the validator, a rejection's excerpt).
     """
-    n = len(items)
-    if n == 0:
-        return None
-    cols = _Columns(parser, items, max_ts, from_json=from_json)
+    if columns is None:
+        assert items is not None
+        n = len(items)
+        if n == 0:
+            return None
+        cols = _Columns(parser, items, max_ts, from_json=from_json)
+    else:
+        n = len(columns.k)
+        if n == 0:
+            return None
+        cols = columns
     good = cols.good
     fallback = np.flatnonzero(~good).tolist()
     if fallback and exact_items is not None:
@@ -101,6 +174,10 @@ def collect_array(
             exact_list = exact if type(exact) is list else [exact]
             return _rows_batch(parser._collect(exact_list, topic, where, max_ts, rejections, now=now))
         items = exact
+    if items is None:
+        if fallback:  # pragma: no cover - the scanned path always passes exact_items
+            raise AssertionError("scanned columns without a way to decode the elements")
+        items = []  # decoded below if a duplicate needs an excerpt
 
     validate = parser._validate
     outcome: dict[int, tuple[Any, ...] | RefusalError] = {}
@@ -126,6 +203,8 @@ def collect_array(
         watermark_at = newest_at - parser._lateness_s
         late = np.flatnonzero(good & (ts < watermark_at) & (ts <= ticked)).tolist()
         recheck = sorted(set(fallback) | set(late)) if late else fallback
+        if late and len(items) != n:  # scanned columns: the validator needs the late elements
+            items = _exact_elements(exact_items, n)
         try:
             for i in recheck:
                 parser._newest_seen = float(newest_at[i])
@@ -154,6 +233,9 @@ def collect_array(
         if not fresh.all():
             from ingest.parse import _duplicate_reason  # cycle: parse imports this module
 
+            if len(items) != n:  # scanned columns: the elements are needed for the excerpts
+                items = _exact_elements(exact_items, n)
+
             for j in np.flatnonzero(~fresh).tolist():
                 i = int(idx[j])
                 reason = f"{where}readings[{i}]: " + _duplicate_reason(float(ts[i]), parser._id_of(int(k[j])))
@@ -176,6 +258,13 @@ def collect_array(
         cols.speed_kmh[idx].astype(np.float32),
         cols.lane[idx].astype(np.int16),
     )
+
+
+def _exact_elements(exact_items: Callable[[], object] | None, n: int) -> list[Any]:
+    exact = exact_items() if exact_items is not None else None
+    if type(exact) is not list or len(exact) != n:  # pragma: no cover - the scanner accepted valid JSON
+        raise AssertionError("the scanner and json disagree on the array")
+    return exact
 
 
 class _Columns:
@@ -219,7 +308,32 @@ class _Columns:
         # JSON cannot carry NaN (both decoders refuse it), so there NaN speed means null.
         self.speed_kmh, bad_speed = _floats(speed, _NUMBER_OR_NULL, float_nan=not from_json)
         lane_f, bad_lane = _floats(lane, _INT_OR_NULL)
+        self._check(parser, max_ts, lane_f, (not_dict, bad, bad_iv, bad_count, bad_occ, bad_speed, bad_lane))
 
+    @classmethod
+    def of_scan(cls, parser: ReadingParser, scan: Scan, k: np.ndarray, max_ts: float) -> _Columns:
+        """The columns of a scanned payload (`ingest._json_scan`), with the detector indices ``k``:
+        the same values and masks as ``__init__`` on the decoded array. Values are NaN except for
+        numbers, as `_floats` leaves a field that is null, missing or of a refused type."""
+        self = cls.__new__(cls)
+        kinds, values = scan.kinds, scan.values
+        self.k = np.where(kinds[0] == STRING, k, -1)  # ids of other types are unknown, as in __init__
+        self.ts, self.interval_s, self.count, self.occupancy_pct, self.speed_kmh = values[:5]
+        masks: list[np.ndarray | None] = []
+        for f in range(1, 5):  # ts, interval_s, count, occupancy_pct: numbers only
+            masks.append(_any_or_none((kinds[f] != INT) & (kinds[f] != DEC)))
+        masks.append(_any_or_none(kinds[5] >= BOOL))  # speed_kmh: a number or null
+        bad_lane = _any_or_none((kinds[6] == DEC) | (kinds[6] >= BOOL))  # lane: an integer or null
+        lane_f = values[5] if bad_lane is None else np.where(bad_lane, np.nan, values[5])
+        masks.append(bad_lane)
+        self._check(parser, max_ts, lane_f, masks)
+        return self
+
+    def _check(
+        self, parser: ReadingParser, max_ts: float, lane_f: np.ndarray, masks: Sequence[np.ndarray | None]
+    ) -> None:
+        """``good`` and ``lane`` from the columns and the masks of rows of a refused shape."""
+        k = self.k
         reg_lane = parser._registry_lane_array[np.maximum(k, 0)]
         no_lane = np.isnan(lane_f)
         # Written so that NaN fails every range test (comparisons with NaN are False).
@@ -238,7 +352,7 @@ class _Columns:
         good &= no_lane | (
             (lane_f >= 0) & (lane_f <= parser._max_lane) & ((reg_lane < 0) | (reg_lane == lane_f))
         )
-        for mask in (not_dict, bad, bad_iv, bad_count, bad_occ, bad_speed, bad_lane):
+        for mask in masks:
             if mask is not None:
                 good &= ~mask
         self.good = good
@@ -248,6 +362,10 @@ class _Columns:
         """Row ``i`` as the per-reading validator accepted it (e.g. an ISO 8601 ``ts``)."""
         self.k[i], self.ts[i], self.interval_s[i], self.count[i] = row[0], row[1], row[2], row[3]
         self.occupancy_pct[i], self.speed_kmh[i], self.lane[i] = row[4], row[5], row[6]
+
+
+def _any_or_none(mask: np.ndarray) -> np.ndarray | None:
+    return mask if mask.any() else None
 
 
 def _numbers(col: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:

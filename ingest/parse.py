@@ -49,7 +49,7 @@ from ingest._values import (
 )
 from ingest.binary_batch import BINARY_TOPIC_SUFFIX, VALIDATED_TOPIC_SUFFIX, decode_binary_batch
 from ingest.dedupe import DuplicateMemory
-from ingest.json_batch import collect_array, decode_array
+from ingest.json_batch import collect_array, collect_scanned, decode_array
 from ingest.limits import IngestLimits
 from ingest.rejections import Rejection, excerpt
 from roadgraph.detectors import DetectorRegistry
@@ -361,6 +361,9 @@ class ReadingParser:
     ) -> ReadingBatch | None:
         """A JSON array: decoded once, validated column-wise (`ingest.json_batch`); each element
         that fails a column check is explained by the per-reading validator, as before."""
+        scanned, batch = collect_scanned(self, topic, payload, rejections)  # canonical arrays
+        if scanned:
+            return batch
         try:
             obj, exact = decode_array(payload, self._decode)
         except RefusalError as exc:
