@@ -19,9 +19,9 @@ Delivery
     Two backends with the same guarantees: gmqtt (given an `MqttEndpoint`; the live engine's,
     chunks of ``chunk_messages`` PUBLISH packets per socket write) and aiomqtt (given a factory of
     clients; one awaited publish per message). A message counts as published
-    (``published_total``) for QoS 0 once its packet has been written to the socket (aiomqtt) or
-    handled by the broker (gmqtt: a barrier after each chunk), for QoS 1/2 once the broker
-    acknowledged it. Messages whose publish fails or is interrupted by a lost
+    (``published_total``) for QoS 0 once the broker has handled it — after each chunk (gmqtt) or
+    batch (aiomqtt) an UNSUBSCRIBE of a filter never subscribed is sent, and the broker answers
+    requests of one connection in order — and for QoS 1/2 once the broker acknowledged it. Messages whose publish fails or is interrupted by a lost
     connection go back to the front of the queue — retained ones only if no newer message for
     their topic is queued — and are sent after reconnection (so a message cut off mid-send may
     arrive twice; for retained states that is harmless). QoS 0 packets the kernel accepted in the
@@ -54,7 +54,7 @@ import aiomqtt
 from ingest.gmqtt_client import close_gmqtt, connect_gmqtt
 from ingest.mqtt_endpoint import MqttEndpoint
 
-from ._gmqtt_publish import GmqttPublisher
+from ._gmqtt_publish import BARRIER_FILTER, GmqttPublisher
 from .message import Message
 
 log = logging.getLogger(__name__)
@@ -303,19 +303,31 @@ class MqttSink:
             asyncio.ensure_future(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain))
             for m in batch
         ]
+        # A QoS 0 publish "succeeds" once written; the broker has handled it only when a later
+        # request on the same connection is answered (the gmqtt backend's barrier, likewise).
+        handled = False
+        barrier_error: BaseException | None = None
         try:
             await asyncio.gather(*sends, return_exceptions=True)
+            try:
+                if any(not m.qos for m in batch):
+                    await client.unsubscribe(BARRIER_FILTER)
+                handled = True
+            except _CONNECTION_ERRORS as exc:
+                barrier_error = exc
         finally:
             # Also reached when the connection watcher cancels us mid-batch: sort out what went.
             undelivered: list[Message] = []
-            first_error: BaseException | None = None
+            first_error: BaseException | None = barrier_error
             for message, send in zip(batch, sends, strict=True):
                 if not send.done() or send.cancelled():
                     send.cancel()
                     undelivered.append(message)
                     continue
                 error = send.exception()
-                if error is None:
+                if error is None and not message.qos and not handled:
+                    undelivered.append(message)  # written, but the broker may not have it
+                elif error is None:
                     self.published_total += 1
                 elif isinstance(error, _CONNECTION_ERRORS):
                     undelivered.append(message)
