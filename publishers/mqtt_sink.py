@@ -16,19 +16,19 @@ Queue policy
     latest state still goes out, so nothing a subscriber would see is lost).
 
 Delivery
-    Two backends with the same guarantees: gmqtt (given an `MqttEndpoint`; the live engine's,
-    chunks of ``chunk_messages`` PUBLISH packets per socket write) and aiomqtt (given a factory of
-    clients; one awaited publish per message). A message counts as published
-    (``published_total``) for QoS 0 once the broker has handled it — after each chunk (gmqtt) or
-    batch (aiomqtt) an UNSUBSCRIBE of a filter never subscribed is sent, and the broker answers
-    requests of one connection in order — and for QoS 1/2 once the broker acknowledged it. Messages whose publish fails or is interrupted by a lost
-    connection go back to the front of the queue — retained ones only if no newer message for
-    their topic is queued — and are sent after reconnection (so a message cut off mid-send may
+    Two backends with the same guarantees: gmqtt (given an `MqttEndpoint`; the live engine's, chunks
+    of ``chunk_messages`` PUBLISH packets per socket write) and aiomqtt (given a factory of clients;
+    one awaited publish per message). A message counts as published (``published_total``) for QoS 0
+    once the broker has handled it — after each chunk (gmqtt) or batch (aiomqtt) an UNSUBSCRIBE of a
+    filter never subscribed is sent, and the broker answers requests of one connection in order —
+    and for QoS 1/2 once the broker acknowledged it. Messages whose publish fails or is interrupted
+    by a lost connection go back to the front of the queue — retained ones only if no newer message
+    for their topic is queued — and are sent after reconnection (so a message cut off mid-send may
     arrive twice; for retained states that is harmless). QoS 0 packets the kernel accepted in the
-    instant before the broker died cannot be told apart from delivered ones; and a broker
-    restarted *without persistence* has forgotten every retained message. Callers that need the
-    broker's retained state complete after a reconnect should republish in full on the
-    ``connected`` status (e.g. ``TickMessages.for_tick(..., full=True)``).
+    instant before the broker died cannot be told apart from delivered ones; and a broker restarted
+    *without persistence* has forgotten every retained message. Callers that need the broker's
+    retained state complete after a reconnect should republish in full on the ``connected`` status
+    (e.g. ``TickMessages.for_tick(..., full=True)``).
 
 Reconnection
     On a lost or refused connection the task waits (exponential backoff from
