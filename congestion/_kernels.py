@@ -444,8 +444,8 @@ def _popcount(mask: np.int64) -> int:
     return n
 
 
-# Order of the fields in the ``model_params`` tuple (``travel_speed.TS_*``; repeated here, not
-# imported, so that numba's cache of this file sees every constant it depends on).
+# Order of the fields in the ``model_params`` tuple (``travel_speed.TravelSpeedParams.as_tuple``;
+# defined here, where numba's cache of this file sees every constant it depends on).
 TS_CYCLE_S = 0
 TS_GREEN_RATIO = 1
 TS_SATURATION_FLOW_VEH_H = 2

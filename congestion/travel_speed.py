@@ -107,18 +107,22 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-# Order of the fields in the ``model_params`` tuple the kernels take (``TravelSpeedParams.as_tuple``).
-TS_CYCLE_S = 0
-TS_GREEN_RATIO = 1
-TS_SATURATION_FLOW_VEH_H = 2
-TS_SIGNAL_DELAY_FACTOR = 3
-TS_PRIORITY_DELAY_S = 4
-TS_QUEUE_OCCUPANCY = 5
-TS_UPSTREAM_QUEUE_SHARE = 6
-TS_QUEUE_VEHICLE_LENGTH_M = 7
-TS_STOPPED_SPEED_KMH = 8
-TS_RUN_SPEED_CAP = 9
-TS_N_PARAMS = 10
+# Order of the fields in the ``model_params`` tuple the kernels take (``TravelSpeedParams.as_tuple``):
+# defined beside the kernels, whose numba cache must see every constant they depend on.
+from ._kernels import (
+    TS_CYCLE_S,
+    TS_GREEN_RATIO,
+    TS_PRIORITY_DELAY_S,
+    TS_QUEUE_OCCUPANCY,
+    TS_QUEUE_VEHICLE_LENGTH_M,
+    TS_RUN_SPEED_CAP,
+    TS_SATURATION_FLOW_VEH_H,
+    TS_SIGNAL_DELAY_FACTOR,
+    TS_STOPPED_SPEED_KMH,
+    TS_UPSTREAM_QUEUE_SHARE,
+)
+
+TS_N_PARAMS = TS_RUN_SPEED_CAP + 1
 
 #: Loop position (share of the segment length) assumed when the registry gives none.
 DEFAULT_LOOP_POSITION = 0.7

@@ -156,7 +156,7 @@ class CameraComponent:
     # ------------------------------------------------------------------------------ MQTT frames
 
     async def _subscribe(self) -> None:
-        from .mqtt import endpoint
+        from .mqtt import aiomqtt_client, endpoint
 
         topic = f"{self.prefix}cameras/+/frame"
         backoff = 0.5
@@ -164,16 +164,8 @@ class CameraComponent:
         ep = endpoint(self.settings, role="cameras", unique_suffix=suffix)
         while True:
             try:
-                client = aiomqtt.Client(
-                    hostname=ep.host,
-                    port=ep.port,
-                    identifier=ep.identifier,
-                    username=ep.username,
-                    password=ep.password,
-                    keepalive=ep.keepalive_s,
-                    tls_context=ep.tls,
-                    protocol=aiomqtt.ProtocolVersion.V5,  # for the frame's `ts` user property
-                )
+                # MQTT 5: for the frame's `ts` user property
+                client = aiomqtt_client(ep, protocol=aiomqtt.ProtocolVersion.V5)
                 async with client:
                     await client.subscribe(topic, qos=0)
                     self.subscribed.set()

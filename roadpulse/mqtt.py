@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 import aiomqtt
 
@@ -98,6 +99,21 @@ def endpoint(
     )
 
 
+def aiomqtt_client(ep: MqttEndpoint, **options: Any) -> aiomqtt.Client:
+    """An aiomqtt client for ``ep`` (address, identifier, credentials, keepalive, TLS), with
+    ``options`` passed on (clean session, protocol, queue limits)."""
+    return aiomqtt.Client(
+        hostname=ep.host,
+        port=ep.port,
+        identifier=ep.identifier,
+        username=ep.username,
+        password=ep.password,
+        keepalive=ep.keepalive_s,
+        tls_context=ep.tls,
+        **options,
+    )
+
+
 def client_factory(
     settings: Settings, *, role: str, persistent: bool = False, unique_suffix: str = ""
 ) -> Callable[[], aiomqtt.Client]:
@@ -105,17 +121,7 @@ def client_factory(
     ep = endpoint(settings, role=role, persistent=persistent, unique_suffix=unique_suffix)
 
     def make() -> aiomqtt.Client:
-        return aiomqtt.Client(
-            hostname=ep.host,
-            port=ep.port,
-            identifier=ep.identifier,
-            username=ep.username,
-            password=ep.password,
-            keepalive=ep.keepalive_s,
-            clean_session=ep.clean_session,
-            tls_context=ep.tls,
-            # Bursts of tens of thousands of messages per tick must queue, not fail.
-            max_queued_outgoing_messages=None,
-        )
+        # Bursts of tens of thousands of messages per tick must queue, not fail.
+        return aiomqtt_client(ep, clean_session=ep.clean_session, max_queued_outgoing_messages=None)
 
     return make
