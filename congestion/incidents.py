@@ -138,6 +138,11 @@ class IncidentSettings:
     #: Lane test: and at most this (percentage points) outright: a lane whose loop is covered
     #: longer than this is a queue however few vehicles it counts (a jammed turn lane).
     lane_max_occ_pct: float = 20.0
+    #: Lane test: a lane whose last vehicles over the loop crawled (spot speed at most this share
+    #: of the limit, or the loop covered by a vehicle that did not pass) is a queue at rest with
+    #: the loop in the gap between two cars, not a starved lane, until the loop sees a vehicle
+    #: pass at speed again (the engine's queue memory, ``engine.queue_speed_fraction_of_limit``).
+    lane_queue_speed_fraction: float = 0.3
     #: Lane test: the other lanes must have carried at least this share of what the starved lane
     #: lost (both against their own rates in the older history). A lane blocked on this segment
     #: sends its vehicles into the other lanes, past the same loops; a lane emptied *upstream*
@@ -167,6 +172,7 @@ class IncidentSettings:
             "lane_alpha",
             "lane_drop_min",
             "recover_lane_share",
+            "lane_queue_speed_fraction",
         ):
             if getattr(self, name) >= 1:
                 raise ValueError(f"[incidents] {name} = {getattr(self, name)!r}: expected a share below 1")
@@ -234,6 +240,9 @@ class IncidentDetector:
         self._det_count = np.zeros(nd, dtype=np.float64)
         self._det_occ = np.full(nd, np.nan, dtype=np.float64)
         self._det_interval = np.full(nd, np.nan, dtype=np.float64)
+        # Per detector: its last vehicles over the loop crawled (see lane_queue_speed_fraction).
+        self._det_crawl = np.zeros(nd, dtype=bool)
+        self._det_limit = np.asarray(segs.speed_limit_kmh, dtype=np.float64)[self._det_segment]
         self._pending: list[ReadingBatch] = []
         self._usable = np.ones(nd, dtype=bool)
         # Lane test: detectors with a known lane on segments with at least two such detectors.
@@ -323,6 +332,7 @@ class IncidentDetector:
             self._det_occ[got] = occ[got] / n_r[got]
             self._det_count[got] = cnt[got]
             self._det_interval[got] = itv[got]
+            self._note_crawls(due)
         n = len(self._segment_id)
         occ_s = np.empty(n)
         flow_s = np.empty(n)
@@ -352,6 +362,23 @@ class IncidentDetector:
             "min_lane_flow": min_lane_flow,
             "det_fresh": fresh_now,
         }
+
+    def _note_crawls(self, due: ReadingBatch) -> None:
+        """Remember, per detector, whether its newest reading that says something about the
+        lane's motion showed a crawl: vehicles passed at most ``lane_queue_speed_fraction`` ×
+        the limit, or nobody passed while the loop was covered. An empty interval says
+        nothing (an empty lane and a queue at rest with the loop in a gap look the same)."""
+        order = np.argsort(due.ts, kind="stable")
+        d = due.detector_index[order]
+        count = due.count[order]
+        occ = due.occupancy_pct[order]
+        speed = due.speed_kmh[order]
+        slow = speed <= self.settings.lane_queue_speed_fraction * self._det_limit[d]
+        moving = (count > 0) & np.isfinite(speed)
+        covered = (count <= 0) & (occ >= self.settings.lane_max_occ_pct)
+        telling = moving | covered
+        # Fancy assignment keeps the last of repeated indices: the newest reading wins.
+        self._det_crawl[d[telling]] = (slow | covered)[telling]
 
     def _upstream(self, s: int, hops: int) -> set[int]:
         """The segments up to ``hops`` segments before ``s`` (``s`` itself excluded)."""
@@ -449,6 +476,7 @@ class IncidentDetector:
             & ~(o > bo + cfg.lane_occ_slack_pct)
             & ~(o > cfg.lane_max_occ_pct)
             & ~(gained < cfg.lane_compensation_min * lost)
+            & ~self._det_crawl
         )
         # The older share is itself learned from b_seg vehicles: the predictive count is
         # beta-binomial, whose tail is far wider than the binomial's when b_seg is small (a
@@ -649,6 +677,7 @@ class IncidentDetector:
             "hist_ts": self._hist_ts.copy(),
             "hist_det_count": self._hist_det_count.copy(),
             "hist_det_occ": self._hist_det_occ.copy(),
+            "det_crawl": self._det_crawl.copy(),
             "quiet": self._quiet.copy(),
             "active": [_incident_dict(i) for i in self._active.values()],
             "cleared": [_incident_dict(i) for i in self._cleared],
@@ -675,6 +704,8 @@ class IncidentDetector:
             "hist_det_occ",
         ):
             getattr(self, "_" + name)[:] = np.asarray(state[name])
+        if "det_crawl" in state:  # (absent from snapshots of before this memory: none crawled)
+            self._det_crawl[:] = np.asarray(state["det_crawl"], dtype=bool)
         self._hist_pos = int(state["hist_pos"])
         self._active = {}
         for d in state["active"]:

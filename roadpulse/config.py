@@ -299,6 +299,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "lane_compensation_min": Key(
             (int, float), 0.8, "lane test: other lanes carry at least this x what the lane lost", 0.01, 10
         ),
+        "lane_queue_speed_fraction": Key(
+            (int, float),
+            0.3,
+            "lane test: a lane whose last vehicles crawled (<= this x limit) is a queue",
+            0.01,
+            0.99,
+        ),
     },
     "api": {
         "listen": Key(str, "127.0.0.1:8080", "HTTP service address HOST:PORT"),

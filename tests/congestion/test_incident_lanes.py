@@ -194,3 +194,41 @@ def test_a_neighbour_lane_flagged_card_off_but_counting_still_serves(make_networ
         return [float(rng.poisson(0.3)), 0.0], [0.0, 0.0]
 
     assert not any(_run(make_network, make_registry, dead_after, seed=s, usable=[True, False]) for s in SEEDS)
+
+
+def _run_with_speeds(
+    make_network, make_registry, last_speed_kmh: float, settings: IncidentSettings | None = None
+):
+    """Two lanes in a peak (9 and 6 vehicles a minute at 40 km/h) until tick 24; at tick 24 lane
+    0's vehicles pass its loop at ``last_speed_kmh``; from tick 25 lane 0 counts nobody, its loop
+    uncovered, while lane 1 carries more. Returns the incidents opened."""
+    network = make_network(1, lanes=2)  # limit 50 km/h
+    det = IncidentDetector(network, make_registry([0, 0], lane=[0, 1]), settings or IncidentSettings())
+    rng = np.random.default_rng(5)
+    opened = []
+    for k in range(1, 40):
+        ts = 60.0 * k
+        if k >= 25:
+            c, v = [0.0, float(rng.poisson(14))], [math.nan, 40.0]
+        else:
+            c, v = [float(rng.poisson(9)), float(rng.poisson(6))], [40.0, 40.0]
+            if k == 24:
+                v[0] = last_speed_kmh
+        batch = _batch(ts, c, [0.6 * x for x in c])
+        batch.speed_kmh[:] = np.where(np.array(c) > 0, v, np.nan)
+        det.add_readings(batch)
+        opened += det.update(_states(ts, 1))[0]
+    return opened
+
+
+def test_lane_emptied_after_its_vehicles_crawled_is_a_queue_at_rest(make_network, make_registry) -> None:
+    """The lane's last vehicles crawled over the loop (5 km/h, at most 0.3 × the 50 km/h limit),
+    then nobody passes and the loop stays uncovered: a queue standing with the loop in the gap
+    between two cars (a jammed turn lane), not a lane blocked upstream of the loop. The same
+    counts after vehicles that passed at 40 km/h are a starved lane. Without the memory (a
+    fraction too small to call anything a crawl) the crawl case alarms too."""
+    assert _run_with_speeds(make_network, make_registry, 5.0) == []
+    moving = _run_with_speeds(make_network, make_registry, 40.0)
+    assert [(i.cause, i.lane_detector) for i in moving] == [("lane", 0)]
+    no_memory = IncidentSettings(lane_queue_speed_fraction=0.01)
+    assert [i.cause for i in _run_with_speeds(make_network, make_registry, 5.0, no_memory)] == ["lane"]
