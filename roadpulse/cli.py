@@ -75,7 +75,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="run the engine in event time over recorded readings")
     _add_config_flags(replay)
-    replay.add_argument("--readings", required=True, metavar="JSONL", help="one reading per line (.gz ok)")
+    replay.add_argument(
+        "--readings",
+        required=True,
+        metavar="JSONL",
+        help="one reading per line (.gz ok), or SUMO induction-loop output as SUMO wrote it (.xml)",
+    )
     replay.add_argument(
         "--out", required=True, metavar="JSONL", help="messages out, one per line ('-': stdout)"
     )
@@ -176,6 +181,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from ingest.sumo_e1 import SumoOutputError
+
     from .replay import run_replay, stderr_progress
 
     overrides: dict[str, Any] = {"network.path": args.network, "network.detectors": args.detectors}
@@ -202,6 +209,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         )
     except OSError as exc:
         raise UsageError(f"{exc.filename or args.readings}: {exc.strerror or exc}") from None
+    except SumoOutputError as exc:  # a .xml readings file that is not SUMO E1 output
+        raise UsageError(str(exc)) from None
     return 0
 
 

@@ -10,6 +10,7 @@ up to the one covering the newest reading are run.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +19,18 @@ from pathlib import Path
 import numpy as np
 
 from ingest import iter_jsonl_readings
+from ingest.sumo_e1 import convert_e1
 from publishers.jsonl_sink import JsonlSink
 from roadgraph.detectors import DetectorRegistry
 from roadgraph.network import RoadNetwork
 
 from .config import Settings
 from .pipeline import Pipeline, first_tick_at_or_after
+
+
+def is_sumo_e1_output(path: str | Path) -> bool:
+    """A ``.xml`` readings file is SUMO's induction-loop output (JSONL is the spec's format)."""
+    return Path(path).suffix.lower() == ".xml"
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,29 @@ def run_replay(
     lateness_s: float = 0.0,
     progress: Callable[[str], None] | None = None,
 ) -> ReplayReport:
-    """Replay ``readings_path`` through the engine and write every message to ``out_path``."""
+    """Replay ``readings_path`` through the engine and write every message to ``out_path``.
+
+    ``readings_path`` is readings JSONL, or SUMO's induction-loop (E1) output as SUMO wrote it
+    (``.xml``): that is converted first, as ``roadpulse sumo-readings`` does (epoch base 0, so
+    ticks line up with SUMO's ``<edgeData>`` intervals)."""
+    if is_sumo_e1_output(readings_path):
+        with tempfile.TemporaryDirectory(prefix="roadpulse-e1-") as tmp:
+            converted = Path(tmp) / "readings.jsonl"
+            with open(converted, "w", encoding="utf-8") as fh:
+                n = convert_e1(readings_path, fh)
+            if progress is not None:
+                progress(f"replay: {readings_path}: SUMO induction-loop output, {n:,} readings converted")
+            return run_replay(
+                network,
+                detectors,
+                settings,
+                readings_path=converted,
+                out_path=out_path,
+                tick_s=tick_s,
+                full=full,
+                lateness_s=lateness_s,
+                progress=progress,
+            )
     started = time.perf_counter()
     event_clock = _EventClock()
     pipeline = Pipeline(network, detectors, settings, clock=event_clock, event_time=True)

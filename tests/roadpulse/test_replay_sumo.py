@@ -159,3 +159,54 @@ def test_replay_without_full_publishes_changes_only(scenario, tmp_path: Path) ->
     states = [m for m in lines if m["topic"].startswith("traffic/segments/")]
     assert 0 < len(states) < 30 * len(_edge_ids(scenario.net))
     assert sum(m["topic"] == "traffic/snapshot" for m in lines) == 30
+
+
+def test_replay_reads_sumo_induction_loop_output_directly(scenario, replay_out, tmp_path: Path) -> None:
+    """`--readings e1.xml` (SUMO's own output) replays exactly as the converted JSONL does."""
+    out = tmp_path / "from-e1.jsonl"
+    proc = subprocess.run(
+        [
+            *ROADPULSE,
+            "replay",
+            "--network",
+            str(scenario.net),
+            "--detectors",
+            str(scenario.detectors),
+            "--readings",
+            str(scenario.e1_output),
+            "--out",
+            str(out),
+            "--tick-s",
+            "60",
+            "--full",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "SUMO induction-loop output" in proc.stderr
+    assert [json.loads(line) for line in out.read_text().splitlines()] == replay_out
+
+
+def test_replay_of_a_broken_xml_file_names_it(scenario, tmp_path: Path) -> None:
+    bad = tmp_path / "e1.xml"
+    bad.write_text("<detector><interval begin='0' end='60' id='x'")
+    proc = subprocess.run(
+        [
+            *ROADPULSE,
+            "replay",
+            "--network",
+            str(scenario.net),
+            "--detectors",
+            str(scenario.detectors),
+            "--readings",
+            str(bad),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and f"{bad}: not valid XML" in proc.stderr, proc.stderr
