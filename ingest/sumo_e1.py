@@ -17,6 +17,7 @@ ticks line up with SUMO's own ``<edgeData>`` intervals.
 
 from __future__ import annotations
 
+import gzip
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -30,14 +31,19 @@ class SumoOutputError(ValueError):
 
 def iter_e1_readings(path: str | Path, *, epoch_base: float = 0.0) -> Iterator[dict[str, Any]]:
     """Yield one spec reading per ``<interval>`` element of a SUMO E1 output file."""
+    # SUMO writes gzip itself when the output file name ends in .gz.
+    source: Any = gzip.open(path, "rb") if str(path).endswith(".gz") else path  # noqa: SIM115 (closed below)
     try:
-        for _event, elem in ET.iterparse(path, events=("end",)):
+        for _event, elem in ET.iterparse(source, events=("end",)):
             if elem.tag != "interval":
                 continue
             yield _reading(elem, path, epoch_base)
             elem.clear()
-    except ET.ParseError as exc:
+    except (ET.ParseError, EOFError, gzip.BadGzipFile) as exc:
         raise SumoOutputError(f"{path}: not valid XML: {exc}") from None
+    finally:
+        if source is not path:
+            source.close()
 
 
 def _reading(elem: ET.Element, path: str | Path, epoch_base: float) -> dict[str, Any]:

@@ -29,8 +29,10 @@ from .pipeline import Pipeline, first_tick_at_or_after
 
 
 def is_sumo_e1_output(path: str | Path) -> bool:
-    """A ``.xml`` readings file is SUMO's induction-loop output (JSONL is the spec's format)."""
-    return Path(path).suffix.lower() == ".xml"
+    """A ``.xml`` (or ``.xml.gz``) readings file is SUMO's induction-loop output (JSONL is the
+    spec's format)."""
+    name = Path(path).name.lower()
+    return name.endswith(".xml") or name.endswith(".xml.gz")
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def run_replay(
     """Replay ``readings_path`` through the engine and write every message to ``out_path``.
 
     ``readings_path`` is readings JSONL, or SUMO's induction-loop (E1) output as SUMO wrote it
-    (``.xml``): that is converted first, as ``roadpulse sumo-readings`` does (epoch base 0, so
+    (``.xml``, ``.xml.gz``): that is converted first, as ``roadpulse sumo-readings`` does (epoch base 0, so
     ticks line up with SUMO's ``<edgeData>`` intervals)."""
     if is_sumo_e1_output(readings_path):
         with tempfile.TemporaryDirectory(prefix="roadpulse-e1-") as tmp:

@@ -83,3 +83,18 @@ def test_cli_bad_file_exits_2_with_reason(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert str(path) in proc.stderr and "not valid XML" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_gzipped_output_converts_the_same(tmp_path: Path) -> None:
+    import gzip
+
+    plain, packed = tmp_path / "e1.xml", tmp_path / "e1.xml.gz"
+    plain.write_text(E1)
+    packed.write_bytes(gzip.compress(E1.encode()))
+    a, b = io.StringIO(), io.StringIO()
+    convert_e1(plain, a)
+    convert_e1(packed, b)
+    assert a.getvalue() == b.getvalue() != ""
+    (tmp_path / "cut.xml.gz").write_bytes(gzip.compress(E1.encode())[:40])
+    with pytest.raises(SumoOutputError, match=r"cut\.xml\.gz: not valid XML"):
+        convert_e1(tmp_path / "cut.xml.gz", io.StringIO())
