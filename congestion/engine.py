@@ -475,7 +475,7 @@ class CongestionEngine:
         mask = np.asarray(usable, dtype=bool)
         if mask.shape != (self._n_detectors,):
             raise ValueError(f"usable mask has shape {mask.shape}, expected ({self._n_detectors},)")
-        self._detector_state.info["usable"] = mask
+        self._detector_state.records["usable"] = mask
 
     def export_state(self) -> dict[str, object]:
         """What the engine has learned and holds between ticks, as numpy arrays and JSON-able
@@ -542,14 +542,18 @@ class CongestionEngine:
             raise ValueError(f"tick_ts = {tick_ts} is before the previous tick ({self._last_tick_ts})")
 
         ready = self._take_due(tick_ts)
-        # Marks detectors' first reading of this tick; int32 in the records, so it cycles through
-        # 1..2**31-1 (once every 68 years at one tick a second).
-        self._stamp = self._stamp % (2**31 - 1) + 1
+        # Marks detectors' first reading of this tick (``state.DETECTOR_RECORD.tick_mark``). It
+        # has 7 bits, so it cycles through 1..MAX_TICK_STAMP; before a stamp comes round again,
+        # every detector's mark is cleared (one pass over the table every 127 ticks).
+        if self._stamp == _kernels.MAX_TICK_STAMP:
+            self._detector_state.records["tick_mark"] = 0
+            self._stamp = 0
+        self._stamp += 1
         held, prev = self._held, self._states
         n_without_evidence = _kernels.accumulate_readings(
             ready.detector_index, ready.ts, ready.interval_s, ready.count, ready.occupancy_pct,
-            ready.speed_kmh, ready.lane, self._detector_state.info, self._detector_state.records,
-            self._scratch.records, self._spot_params, self._stamp,
+            ready.speed_kmh, ready.lane, self._detector_state.records, self._scratch.records,
+            self._spot_params, self._stamp,
         )
 
         n = len(self._lanes)

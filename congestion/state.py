@@ -3,9 +3,9 @@
 * ``SegmentHeld`` (one row per segment): what a segment carries from tick to tick besides its last
   published ``SegmentStates`` — the free-flow speed, and when and how well its estimate was made.
   Later work adds learned free-flow speeds and imputation inputs here.
-* ``DetectorState`` (two records per detector): the registry's fields the kernels need, and
-  each detector's last reading and per-tick marks. Later work adds health (PeMS-style diagnostics),
-  g-factor calibration and incident-detection memory here.
+* ``DetectorState`` (one record per detector): the registry's fields the kernels need, each
+  detector's last reading, its queue memory and per-tick marks. Later work adds health (PeMS-style
+  diagnostics), g-factor calibration and incident-detection memory here.
 * ``SegmentScratch`` (one record per segment): the per-tick accumulators of
   ``_kernels.accumulate_readings``, next to the segment's speed limit; zeros between ticks
   (``_kernels.update_segments`` clears what ``accumulate_readings`` filled).
@@ -13,11 +13,12 @@
 Why records rather than one array per field: readings arrive in no useful order, so each one
 lands on a random detector and a random segment. With one array per field every field is a
 separate cache miss (about twenty per reading); with small, aligned records it is one line per
-detector and per segment. The records are also kept small (8 + 32 bytes per detector, 32 per
-segment), because what a tick of millions of readings costs is mostly whether these tables stay
-in cache (see benchmarks/bench_tick.py). Record fields are exposed below as ordinary (strided)
-array views, by name. Fields that later work adds and that a tick need not touch per reading
-(health, calibration) belong in arrays of their own, so that the hot records stay this small.
+detector and per segment. The records are also kept small (32 bytes per detector, 64 per
+segment), because what a tick of millions of readings costs is mostly how many lines it misses
+and whether these tables stay in cache (see benchmarks/bench_tick.py). Record fields are exposed
+below as ordinary (strided) array views, by name. Fields that later work adds and that a tick
+need not touch per reading (health, calibration) belong in arrays of their own, so that the hot
+records stay this small.
 
 Published ``SegmentStates`` arrays are never written after publication: each tick writes new ones.
 ``SegmentHeld.free_flow_kmh`` is shared with every published snapshot, so whoever learns free-flow
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ._kernels import CAMERA_BIT, MAX_LANE_BIT
 
 CACHE_LINE_BYTES = 64
 
@@ -50,35 +53,37 @@ def _record(fields: list[tuple[str, type]], itemsize: int) -> np.dtype:
     return np.dtype(spec)
 
 
-#: What the kernels need of the registry, per detector (8 bytes, so the whole table of a big city
-#: stays in cache): its segment, its lane (-1 = unknown), whether it is a camera zone, whether
-#: its readings may feed estimates (``CongestionEngine.set_detector_usable``; detector health),
-#: and ``queue_age``: 0 = its last reading with evidence saw no queue; k ≥ 1 = it saw one (a
-#: crawl, or a queue standing over the loop) and has since reported (k − 1) × 10 s of empty
-#: intervals, which are read as that queue standing with the loop in a gap (``travel_speed``).
-DETECTOR_INFO_RECORD = _record(
-    [
-        ("segment", np.int32),
-        ("lane", np.int8),
-        ("is_camera", np.bool_),
-        ("usable", np.bool_),
-        ("queue_age", np.uint8),
-    ],
-    8,
-)
-
-#: Per-detector mutable state (32 bytes): the reading with the greatest ts so far, the number of
-#: readings consumed, and per-tick marks (the tick serial when last seen / last counted as a
-#: detector of unknown lane).
-DETECTOR_STATE_RECORD = _record(
+#: One detector (32 bytes, aligned: a reading touches one line of the detector table). Its last
+#: reading (the one with the greatest ts so far) and the readings consumed; what the kernels need
+#: of the registry: its ``segment``, and ``lane_camera`` (static): its lane + 1 in the low bits
+#: (``_kernels.LANE_BITS``; 0 = lane unknown, lanes above ``_kernels.MAX_LANE_BIT`` stored as
+#: that, onto which ``accumulate_readings`` folds them anyway) | ``_kernels.CAMERA_BIT`` for a
+#: camera zone; ``usable``: its readings may feed estimates
+#: (``CongestionEngine.set_detector_usable``; detector health); ``queue_age``: 0 = its last
+#: reading with evidence saw no queue; k ≥ 1 = it saw one (a crawl, or a queue standing over the
+#: loop) and has since reported (k − 1) × 10 s of empty intervals, which are read as that queue
+#: standing with the loop in a gap (``travel_speed``); ``tick_mark`` = (the stamp of the last
+#: tick in which it gave evidence << 1) | 1 once it was counted that tick as a detector of
+#: unknown lane (``accumulate_readings``).
+#:
+#: Why one record of 32 bytes (measured on ``accumulate_readings`` at a million detectors and
+#: segments, bench_tick.py's data): the former pair of records (8 bytes of registry fields, 32 of
+#: state) cost two cache misses a reading, ~8 % slower; a 40- or 48-byte record straddles two
+#: lines for half the detectors, 30-50 % slower; a 64-byte one was no faster and doubles the
+#: table. It fits because the tick stamp has 7 bits (the engine clears the marks when it wraps)
+#: and the camera flag rides in the lane byte.
+DETECTOR_RECORD = _record(
     [
         ("last_ts", np.float64),
+        ("segment", np.int32),
         ("last_count", np.float32),
         ("last_occupancy_pct", np.float32),
         ("last_speed_kmh", np.float32),
         ("readings_total", np.uint32),
-        ("seen_stamp", np.int32),
-        ("unknown_lane_stamp", np.int32),
+        ("usable", np.bool_),
+        ("queue_age", np.uint8),
+        ("lane_camera", np.uint8),
+        ("tick_mark", np.uint8),
     ],
     32,
 )
@@ -244,47 +249,47 @@ class SegmentHeld:
 
 
 class DetectorState:
-    """Per-detector state (row ``k`` is detector ``k`` of the registry), as named array views.
+    """Per-detector state (row ``k`` is detector ``k`` of the registry), as named array views of
+    its ``DETECTOR_RECORD`` records.
 
     The last reading is the one with the greatest ``ts`` seen so far (a late reading does not
     replace a newer one; on equal ts the later-arriving one wins); NaN ``last_ts`` = none yet.
-    ``info`` holds the registry fields the kernels need (``DETECTOR_INFO_RECORD``), ``records``
-    the mutable state (``DETECTOR_STATE_RECORD``).
     """
 
-    def __init__(self, info: np.ndarray, records: np.ndarray) -> None:
-        if info.dtype != DETECTOR_INFO_RECORD or records.dtype != DETECTOR_STATE_RECORD:
-            raise TypeError("DetectorState needs DETECTOR_INFO_RECORD and DETECTOR_STATE_RECORD arrays")
-        if len(info) != len(records):
-            raise ValueError(f"{len(info)} detector infos but {len(records)} states")
-        self.info = info
+    def __init__(self, records: np.ndarray) -> None:
+        if records.dtype != DETECTOR_RECORD:
+            raise TypeError("DetectorState needs DETECTOR_RECORD records")
         self.records = records
 
     @classmethod
     def initial(cls, segment: np.ndarray, lane: np.ndarray, is_camera: np.ndarray) -> DetectorState:
-        """Fresh state for detectors on ``segment`` with ``lane`` (-1 = unknown; clipped to
-        -1..127) and the camera flag."""
-        info = aligned_records(len(segment), DETECTOR_INFO_RECORD)
-        info["segment"] = segment
-        info["lane"] = np.clip(np.asarray(lane), -1, 127)
-        info["is_camera"] = is_camera
-        info["usable"] = True
-        rec = aligned_records(len(segment), DETECTOR_STATE_RECORD)
+        """Fresh state for detectors on ``segment`` with ``lane`` (-1 = unknown) and the camera
+        flag."""
+        rec = aligned_records(len(segment), DETECTOR_RECORD)
+        rec["segment"] = segment
+        lane_plus_one = np.clip(np.asarray(lane, dtype=np.int64), -1, MAX_LANE_BIT) + 1
+        rec["lane_camera"] = lane_plus_one | np.where(np.asarray(is_camera, dtype=bool), CAMERA_BIT, 0)
+        rec["usable"] = True
         for name in ("last_ts", "last_count", "last_occupancy_pct", "last_speed_kmh"):
             rec[name] = np.nan
-        return cls(info, rec)
+        return cls(rec)
 
     def __len__(self) -> int:
         return len(self.records)
 
     @property
     def segment(self) -> np.ndarray:
-        return self.info["segment"]
+        return self.records["segment"]
 
     @property
     def usable(self) -> np.ndarray:
         """Per detector: its readings feed estimates (False: set unusable, e.g. unhealthy)."""
-        return self.info["usable"]
+        return self.records["usable"]
+
+    @property
+    def queue_age(self) -> np.ndarray:
+        """Per detector: its queue memory (``DETECTOR_RECORD``), uint8."""
+        return self.records["queue_age"]
 
     @property
     def last_ts(self) -> np.ndarray:

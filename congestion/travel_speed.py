@@ -18,7 +18,7 @@ Evidence per segment and tick (readings of its usable detectors since the last t
 * static: length ``L``, loop position ``p`` = pos_m / L (mean over the segment's loops; 0.7 when
   unknown), whether the downstream junction is signalised (``junction_signalised``).
 
-**A loop remembers a queue** (``_kernels.accumulate_readings``, ``DETECTOR_INFO_RECORD.queue_age``).
+**A loop remembers a queue** (``_kernels.accumulate_readings``, ``DETECTOR_RECORD.queue_age``).
 An interval in which nobody passed and nothing stood on the loop is normally an empty lane,
 weak evidence of free flow. Right after the same loop saw a queue — a reading whose spot speed
 is at most ``queue_speed_fraction_of_limit`` (0.3: GB/T 33171's severe band, r ≤ 0.3, taken

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from congestion import CongestionEngine, EngineSettings, ReadingBatch, TickResult
+from congestion import CongestionEngine, EngineSettings, ReadingBatch, TickResult, _kernels
 
 STALE_S = 300.0
 
@@ -136,6 +136,25 @@ def test_sources_free_flow_and_flags(engine, make_batch) -> None:
     assert s.free_flow_kmh.tolist() == [50.0, 50.0, 50.0]
     assert speeds(engine.tick(10.0))[2] == 50.0  # empty road on s2: free-flow evidence
     assert not s.imputed.any() and not s.closed.any() and len(s) == 3
+
+
+def test_distinct_detectors_counted_when_the_tick_stamp_comes_round(engine, make_batch) -> None:
+    """A detector's per-tick mark holds a 7-bit tick stamp (``state.DETECTOR_RECORD``): one that
+    reports again exactly when the stamp comes round must still count, once, as must its
+    unknown lane; a detector with several readings a tick counts once every tick."""
+    wrap = _kernels.MAX_TICK_STAMP
+    seen_ticks = (1, wrap + 1, 2 * wrap + 1)  # the same stamp each time
+    first = None
+    for k in range(1, 2 * wrap + 3):
+        rows = [0, 0] + ([3, 3] if k in seen_ticks else [])
+        engine.add_readings(make_batch(rows, 60.0 * k, count=5, speed_kmh=40.0))
+        s = engine.tick(60.0 * k).states
+        assert s.n_detectors[0] == 1
+        if k in seen_ticks:
+            assert s.n_detectors[2] == 1
+            # the unknown lane counted once: half the segment's two lanes covered, as at tick 1
+            first = s.confidence[2] if first is None else first
+            assert s.confidence[2] == first
 
 
 def test_detector_state_keeps_the_newest_reading(engine, make_batch) -> None:

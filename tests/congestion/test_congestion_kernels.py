@@ -160,7 +160,7 @@ def test_accumulate_readings_matches_reference(seed: int, n: int, reference) -> 
         prior = {f: getattr(det, f).copy() for f in DET_FIELDS}
         n_without = k.accumulate_readings(
             b.detector_index, b.ts, b.interval_s, b.count, b.occupancy_pct, b.speed_kmh, b.lane,
-            det.info, det.records, sc.records, _spot_params(settings), stamp,
+            det.records, sc.records, _spot_params(settings), stamp,
         )
         # Empty intervals after a queue are read as the queue standing: the reference takes the
         # batch as the kernel reads it, then aggregates it as any other.
@@ -168,7 +168,7 @@ def test_accumulate_readings_matches_reference(seed: int, n: int, reference) -> 
             b, w.det_segment, w.speed_limit, settings, age, last_ts, reference
         )
         n_replaced += replaced
-        np.testing.assert_array_equal(det.info["queue_age"], age)
+        np.testing.assert_array_equal(det.queue_age, age)
         want, want_without = reference.aggregate(read_as, w.det_segment, w.det_lane, w.det_is_camera,
                                                  w.speed_limit, w.free_flow, settings)
         assert n_without == want_without
@@ -187,6 +187,17 @@ def test_accumulate_readings_matches_reference(seed: int, n: int, reference) -> 
         assert (want.weight_free_flow > 0).any() and (want.weight > 0).any()
     if n >= 5000:
         assert n_replaced > 0  # the queue memory was exercised
+
+
+def test_detector_records_pack_lane_and_camera() -> None:
+    """One 32-byte record per detector; lane + 1 (unknown: 0; lanes above ``MAX_LANE_BIT``, which
+    the kernel folds onto it, stored as it) and the camera bit share a byte."""
+    det = DetectorState.initial(np.arange(5, dtype=np.int32), np.array([-3, -1, 0, 15, 300]),
+                                np.array([True, False, True, False, True]))
+    assert det.records.dtype.itemsize == 32 and det.records.ctypes.data % 64 == 0
+    assert det.records["lane_camera"].tolist() == [k.CAMERA_BIT, 0, k.CAMERA_BIT | 1, 16, k.CAMERA_BIT | 16]
+    assert det.usable.all() and not det.queue_age.any() and not det.records["tick_mark"].any()
+    assert np.isnan(det.last_ts).all() and det.segment.tolist() == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("stale_after_s", [300.0, 86400.0])
@@ -208,9 +219,9 @@ def test_queue_memory_ends(stale_after_s: float, reference) -> None:
         )
         sc = SegmentScratch.initial(limit)
         k.accumulate_readings(b.detector_index, b.ts, b.interval_s, b.count, b.occupancy_pct, b.speed_kmh,
-                              b.lane, det.info, det.records, sc.records, _spot_params(settings), minute + 1)
+                              b.lane, det.records, sc.records, _spot_params(settings), minute + 1)
         _, replaced = ref_queue_memory(b, np.zeros(1, np.int32), limit, settings, age, last_ts, reference)
-        assert det.info["queue_age"][0] == age[0]
+        assert det.queue_age[0] == age[0]
         if not crawl:
             standing.append(sc.field("weight_free_flow")[0] == 0.0)  # no empty-road evidence
             assert standing[-1] == bool(replaced)
