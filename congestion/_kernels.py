@@ -456,6 +456,9 @@ TS_UPSTREAM_QUEUE_SHARE = 6
 TS_QUEUE_VEHICLE_LENGTH_M = 7
 TS_STOPPED_SPEED_KMH = 8
 TS_RUN_SPEED_CAP = 9
+TS_STOP_LOSS_FACTOR = 10
+TS_STOP_ACCEL_MS2 = 11
+TS_STOP_DECEL_MS2 = 12
 
 # Order of the fields in the ``held_params`` tuple of ``update_segments``.
 HP_STALE_AFTER_S = 0
@@ -480,18 +483,28 @@ def _junction_delay(
     flow_veh_h: float,
     signalised: bool,
     model_params: tuple[float, ...],
-    cycle_s: float = np.nan,
-    green_ratio: float = np.nan,
+    cycle_s: float,
+    green_ratio: float,
+    v_run_ms: float,
 ) -> float:
-    """Mean delay (s) at the downstream junction: Webster's uniform delay (scaled) at a signal,
-    the priority delay otherwise (``congestion.travel_speed``, step 2). ``cycle_s`` and
-    ``green_ratio`` are the segment's own signal timing where the network states it (NaN: the
-    model's defaults)."""
+    """Mean delay (s) at the downstream junction: Webster's uniform delay (scaled) plus the
+    stop-start loss of the vehicles that stop, at a signal; the priority delay otherwise
+    (``congestion.travel_speed``, step 2). ``cycle_s`` and ``green_ratio`` are the segment's own
+    signal timing where the network states it (NaN: the model's defaults); ``v_run_ms`` the
+    speed the vehicles run at before they brake."""
     if signalised:
         cycle = cycle_s if cycle_s == cycle_s else model_params[TS_CYCLE_S]
         lam = green_ratio if green_ratio == green_ratio else model_params[TS_GREEN_RATIO]
-        x = min(flow_veh_h / (model_params[TS_SATURATION_FLOW_VEH_H] * lam), 1.0)
-        return model_params[TS_SIGNAL_DELAY_FACTOR] * (0.5 * cycle * (1.0 - lam) ** 2 / (1.0 - x * lam))
+        sat = model_params[TS_SATURATION_FLOW_VEH_H]
+        x = min(flow_veh_h / (sat * lam), 1.0)
+        uniform = model_params[TS_SIGNAL_DELAY_FACTOR] * (0.5 * cycle * (1.0 - lam) ** 2 / (1.0 - x * lam))
+        # Akçelik's stop rate h = (1 − λ)/(1 − y), y = q/s (at most 1), times the time a stop
+        # from v costs beyond the wait: v/(2a) braking + v/(2d) pulling away.
+        y = min(flow_veh_h / sat, 0.95 * lam)
+        stops = min(1.0, (1.0 - lam) / (1.0 - y))
+        per_stop = 0.5 / model_params[TS_STOP_ACCEL_MS2] + 0.5 / model_params[TS_STOP_DECEL_MS2]
+        loss = v_run_ms * per_stop
+        return uniform + model_params[TS_STOP_LOSS_FACTOR] * stops * loss
     return model_params[TS_PRIORITY_DELAY_S]
 
 
@@ -510,7 +523,8 @@ def _segment_travel_time(
 ) -> float:
     """Mean travel time (s) over a segment; the model of ``congestion.travel_speed`` (whose
     ``travel_time_reference`` is the numpy twin). ``occupancy`` is a fraction, NaN = none."""
-    delay_s = _junction_delay(flow_veh_h, signalised, model_params, cycle_s, green_ratio)
+    v_run_ms = min(v_h_kmh, model_params[TS_RUN_SPEED_CAP] * speed_limit_kmh) / 3.6
+    delay_s = _junction_delay(flow_veh_h, signalised, model_params, cycle_s, green_ratio, v_run_ms)
     return _travel_time_given_delay(
         v_h_kmh, flow_veh_h, occupancy, length_m, loop_position, delay_s, speed_limit_kmh, model_params
     )
@@ -704,7 +718,8 @@ def update_segments(
                 length = np.float64(seg.length_m)
                 cycle = np.float64(seg.signal_cycle_s)
                 green = np.float64(seg.green_ratio)
-                delay = _junction_delay(flow, seg.signalised, model_params, cycle, green)
+                v_run = min(v_h, model_params[TS_RUN_SPEED_CAP] * limit) / 3.6
+                delay = _junction_delay(flow, seg.signalised, model_params, cycle, green, v_run)
                 t = _travel_time_given_delay(
                     v_h, flow, occ, length, np.float64(seg.loop_position), delay, limit, model_params
                 )

@@ -56,6 +56,14 @@ Model
    ``engine._pass_through``, e.g. the always-green corner lights of a generated grid) has no
    conflicting stream and costs no delay either.
 
+   Plus, at a signal, the **stop-start loss**: Webster's queue has vehicles stop and start at
+   once; a real stop from the running speed v costs v/(2a) braking and v/(2d) pulling away
+   beyond the wait (``stop_accel_ms2``, ``stop_decel_ms2``: a passenger car's), paid by the
+   share of vehicles that stop, Akçelik's stop rate h = (1 − λ)/(1 − y), y = q/s (Akçelik 1981,
+   *Traffic signals: capacity and timing analysis*, ARR 123), scaled by ``stop_loss_factor``::
+
+       d = signal_delay_factor · d_u  +  stop_loss_factor · h · v · (1/(2a) + 1/(2d))
+
 3. **Queue over the loop.** Measured flow can never show X > 1, so oversaturation is read from
    occupancy instead. The queue at a junction grows back from the stop line; a loop at ``p·L`` is
    covered by it once it is longer than ``(1 − p)·L``. Inside a queue the space-mean speed is the
@@ -118,11 +126,14 @@ from ._kernels import (
     TS_RUN_SPEED_CAP,
     TS_SATURATION_FLOW_VEH_H,
     TS_SIGNAL_DELAY_FACTOR,
+    TS_STOP_ACCEL_MS2,
+    TS_STOP_DECEL_MS2,
+    TS_STOP_LOSS_FACTOR,
     TS_STOPPED_SPEED_KMH,
     TS_UPSTREAM_QUEUE_SHARE,
 )
 
-TS_N_PARAMS = TS_RUN_SPEED_CAP + 1
+TS_N_PARAMS = TS_STOP_DECEL_MS2 + 1
 
 #: Loop position (share of the segment length) assumed when the registry gives none.
 DEFAULT_LOOP_POSITION = 0.7
@@ -143,6 +154,11 @@ class TravelSpeedParams:
     stopped_speed_kmh: float = 3.0
     #: Running speeds are read as at most this multiple of the speed limit.
     run_speed_cap: float = 1.0
+    #: Scale of the stop-start loss at a signal (0: none, the model before it).
+    stop_loss_factor: float = 1.0
+    #: Acceleration pulling away and deceleration braking (m/s²) of the stop-start loss.
+    stop_accel_ms2: float = 2.6
+    stop_decel_ms2: float = 4.5
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -153,6 +169,8 @@ class TravelSpeedParams:
             raise ValueError(f"travel-speed green_ratio = {self.green_ratio}: expected 0 < g/C < 1")
         if not 0 < self.queue_occupancy <= 1:
             raise ValueError(f"travel-speed queue_occupancy = {self.queue_occupancy}: expected 0..1")
+        if not (self.stop_accel_ms2 > 0 and self.stop_decel_ms2 > 0):
+            raise ValueError("travel-speed stop_accel_ms2 / stop_decel_ms2: expected > 0")
         if self.upstream_queue_share > 1:
             raise ValueError(
                 f"travel-speed upstream_queue_share = {self.upstream_queue_share}: expected 0..1"
@@ -170,6 +188,9 @@ class TravelSpeedParams:
         out[TS_QUEUE_VEHICLE_LENGTH_M] = self.queue_vehicle_length_m
         out[TS_STOPPED_SPEED_KMH] = self.stopped_speed_kmh
         out[TS_RUN_SPEED_CAP] = self.run_speed_cap
+        out[TS_STOP_LOSS_FACTOR] = self.stop_loss_factor
+        out[TS_STOP_ACCEL_MS2] = self.stop_accel_ms2
+        out[TS_STOP_DECEL_MS2] = self.stop_decel_ms2
         return tuple(float(x) for x in out)
 
 
@@ -187,6 +208,24 @@ def webster_delay_reference(
         lam = np.where(np.isnan(green_ratio), p.green_ratio, green_ratio)
     x = np.minimum(np.asarray(flow_veh_h, dtype=np.float64) / (p.saturation_flow_veh_h * lam), 1.0)
     return 0.5 * cycle * (1.0 - lam) ** 2 / (1.0 - x * lam)
+
+
+def stop_loss_reference(
+    flow_veh_h: np.ndarray,
+    v_run_ms: np.ndarray,
+    p: TravelSpeedParams,
+    green_ratio: np.ndarray | None = None,
+) -> np.ndarray:
+    """Stop-start loss (s) per vehicle at a signal: Akçelik's stop rate h = (1 − λ)/(1 − y),
+    y = q/s (capped at 0.95·λ; h at most 1), times v/(2a) + v/(2d), scaled by
+    ``stop_loss_factor``."""
+    lam: float | np.ndarray = p.green_ratio
+    if green_ratio is not None:
+        lam = np.where(np.isnan(green_ratio), p.green_ratio, green_ratio)
+    y = np.minimum(np.asarray(flow_veh_h, dtype=np.float64) / p.saturation_flow_veh_h, 0.95 * lam)
+    stops = np.minimum(1.0, (1.0 - lam) / (1.0 - y))
+    loss = 0.5 * np.asarray(v_run_ms, dtype=np.float64) * (1.0 / p.stop_accel_ms2 + 1.0 / p.stop_decel_ms2)
+    return p.stop_loss_factor * stops * loss
 
 
 def travel_time_reference(
@@ -211,7 +250,8 @@ def travel_time_reference(
     t_run = length / v_h
     delay = np.where(
         signalised,
-        p.signal_delay_factor * webster_delay_reference(flow_veh_h, p, cycle_s, green_ratio),
+        p.signal_delay_factor * webster_delay_reference(flow_veh_h, p, cycle_s, green_ratio)
+        + stop_loss_reference(flow_veh_h, v_h, p, green_ratio),
         p.priority_delay_s,
     )
     occ = np.asarray(occupancy, dtype=np.float64)

@@ -90,6 +90,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "signal_delay_factor": Key(
             (int, float), 0.8, "scale of Webster's uniform delay added at a signal (0: none)", 0, 5
         ),
+        "stop_loss_factor": Key(
+            (int, float), 1.0, "scale of the stop-start loss at a signal (0: none)", 0, 5
+        ),
+        "stop_accel_ms2": Key(
+            (int, float), 2.6, "stop-start loss: acceleration pulling away, m/s2", 0.3, 10
+        ),
+        "stop_decel_ms2": Key(
+            (int, float), 4.5, "stop-start loss: deceleration braking, m/s2", 0.3, 10
+        ),
         "priority_delay_s": Key(
             (int, float), 0.0, "delay added at a junction without signal, seconds", 0, 120
         ),

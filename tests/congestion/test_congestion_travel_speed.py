@@ -3,6 +3,8 @@ jitted kernels against their numpy twins, and the model's properties on small en
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -12,7 +14,12 @@ from congestion import _kernels as k
 from congestion.imputation import ImputationParams
 from congestion.levels import RATIO_UPPER_BOUNDS, level_from_ratio
 from congestion.state import FF_BINS, PROFILE_BINS, PROFILE_NONE
-from congestion.travel_speed import TravelSpeedParams, travel_time_reference, webster_delay_reference
+from congestion.travel_speed import (
+    TravelSpeedParams,
+    stop_loss_reference,
+    travel_time_reference,
+    webster_delay_reference,
+)
 from roadgraph.network import RoadNetwork, SegmentTable
 
 SEEDS = [0, 1, 2]
@@ -62,6 +69,29 @@ def test_webster_delay_grows_with_saturation() -> None:
     assert np.all(np.diff(d) >= 0)
     # At X = 0 the uniform delay is C (1 - g/C)^2 / 2.
     assert d[0] == pytest.approx(0.5 * p.cycle_s * (1 - p.green_ratio) ** 2)
+
+
+def test_stop_start_loss_at_a_signal() -> None:
+    """At a light flow the share of vehicles that stop is the red share, 1 − λ, and each loses
+    v/(2a) + v/(2d) braking and pulling away; more flow, more stops (Akçelik's h = (1 − λ)/(1 − y));
+    factor 0 is the model without it, and the kernel adds exactly this to Webster's delay."""
+    p = TravelSpeedParams()
+    v = np.array([12.5])
+    light = stop_loss_reference(np.array([0.0]), v, p)
+    per_stop = 12.5 / 2 * (1 / p.stop_accel_ms2 + 1 / p.stop_decel_ms2)  # 3.8 s from 45 km/h
+    assert light[0] == pytest.approx((1 - p.green_ratio) * per_stop)
+    assert stop_loss_reference(np.array([600.0]), v, p)[0] > light[0]
+    assert stop_loss_reference(np.array([0.0]), 2 * v, p)[0] == pytest.approx(2 * light[0])
+    assert stop_loss_reference(np.array([0.0]), v, replace(p, stop_loss_factor=0.0))[0] == 0.0
+    args = dict(v_h_kmh=45.0, flow_veh_h=300.0, occupancy=0.05, length_m=200.0, loop_position=0.7)
+    args["signalised"] = True
+    with_loss = k._segment_travel_time(*args.values(), 50.0, p.as_tuple())
+    without = k._segment_travel_time(*args.values(), 50.0, replace(p, stop_loss_factor=0.0).as_tuple())
+    want = stop_loss_reference(np.array([300.0]), np.array([45.0 / 3.6]), p)[0]
+    assert with_loss - without == pytest.approx(want, rel=1e-12)
+    # No signal, no stop-start loss.
+    args["signalised"] = False
+    assert k._segment_travel_time(*args.values(), 50.0, p.as_tuple()) == pytest.approx(200.0 / (45.0 / 3.6))
 
 
 def model_speed(**kw: float | bool) -> float:
