@@ -42,10 +42,12 @@ def scenario(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return build_city_scenario(CITY_OSM, tmp_path_factory.mktemp("sumo-city"), duration_s=1800, seed=3)
 
 
-@pytest.fixture(scope="module")
-def replay_out(scenario) -> list[dict]:
-    out = scenario.workdir / "out.jsonl"
-    proc = subprocess.run(
+FULL_60 = ("--tick-s", "60", "--full")
+
+
+def _replay(scenario, readings: Path, out: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``roadpulse replay [flags]`` of ``readings`` on the scenario's network."""
+    return subprocess.run(
         [
             *ROADPULSE,
             "replay",
@@ -54,17 +56,21 @@ def replay_out(scenario) -> list[dict]:
             "--detectors",
             str(scenario.detectors),
             "--readings",
-            str(scenario.readings),
+            str(readings),
             "--out",
             str(out),
-            "--tick-s",
-            "60",
-            "--full",
+            *flags,
         ],
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+@pytest.fixture(scope="module")
+def replay_out(scenario) -> list[dict]:
+    out = scenario.workdir / "out.jsonl"
+    proc = _replay(scenario, scenario.readings, out, *FULL_60)
     assert proc.returncode == 0, proc.stderr
     assert "replay done" in proc.stderr
     return [json.loads(line) for line in out.read_text().splitlines()]
@@ -136,24 +142,7 @@ def test_looped_edges_known_and_close_to_sumo_truth(scenario, replay_out) -> Non
 
 def test_replay_without_full_publishes_changes_only(scenario, tmp_path: Path) -> None:
     out = tmp_path / "changes.jsonl"
-    proc = subprocess.run(
-        [
-            *ROADPULSE,
-            "replay",
-            "--network",
-            str(scenario.net),
-            "--detectors",
-            str(scenario.detectors),
-            "--readings",
-            str(scenario.readings),
-            "--out",
-            str(out),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _replay(scenario, scenario.readings, out, "--quiet")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     states = [m for m in lines if m["topic"].startswith("traffic/segments/")]
@@ -164,26 +153,7 @@ def test_replay_without_full_publishes_changes_only(scenario, tmp_path: Path) ->
 def test_replay_reads_sumo_induction_loop_output_directly(scenario, replay_out, tmp_path: Path) -> None:
     """`--readings e1.xml` (SUMO's own output) replays exactly as the converted JSONL does."""
     out = tmp_path / "from-e1.jsonl"
-    proc = subprocess.run(
-        [
-            *ROADPULSE,
-            "replay",
-            "--network",
-            str(scenario.net),
-            "--detectors",
-            str(scenario.detectors),
-            "--readings",
-            str(scenario.e1_output),
-            "--out",
-            str(out),
-            "--tick-s",
-            "60",
-            "--full",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _replay(scenario, scenario.e1_output, out, *FULL_60)
     assert proc.returncode == 0, proc.stderr
     assert "SUMO induction-loop output" in proc.stderr
     assert [json.loads(line) for line in out.read_text().splitlines()] == replay_out
@@ -192,21 +162,5 @@ def test_replay_reads_sumo_induction_loop_output_directly(scenario, replay_out, 
 def test_replay_of_a_broken_xml_file_names_it(scenario, tmp_path: Path) -> None:
     bad = tmp_path / "e1.xml"
     bad.write_text("<detector><interval begin='0' end='60' id='x'")
-    proc = subprocess.run(
-        [
-            *ROADPULSE,
-            "replay",
-            "--network",
-            str(scenario.net),
-            "--detectors",
-            str(scenario.detectors),
-            "--readings",
-            str(bad),
-            "--out",
-            str(tmp_path / "o.jsonl"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _replay(scenario, bad, tmp_path / "o.jsonl", *FULL_60)
     assert proc.returncode == 2 and f"{bad}: not valid XML" in proc.stderr, proc.stderr
