@@ -63,8 +63,8 @@ def run_replay(
     """Replay ``readings_path`` through the engine and write every message to ``out_path``.
 
     ``readings_path`` is readings JSONL, or SUMO's induction-loop (E1) output as SUMO wrote it
-    (``.xml``, ``.xml.gz``): that is converted first, as ``roadpulse sumo-readings`` does (epoch base 0, so
-    ticks line up with SUMO's ``<edgeData>`` intervals)."""
+    (``.xml``, ``.xml.gz``): that is converted first, as ``roadpulse sumo-readings`` does (epoch
+    base 0, so ticks line up with SUMO's ``<edgeData>`` intervals)."""
     if is_sumo_e1_output(readings_path):
         with tempfile.TemporaryDirectory(prefix="roadpulse-e1-") as tmp:
             converted = Path(tmp) / "readings.jsonl"
