@@ -368,17 +368,23 @@ class IncidentDetector:
         lane's motion showed a crawl: vehicles passed at most ``lane_queue_speed_fraction`` ×
         the limit, or nobody passed while the loop was covered. An empty interval says
         nothing (an empty lane and a queue at rest with the loop in a gap look the same)."""
-        order = np.argsort(due.ts, kind="stable")
-        d = due.detector_index[order]
-        count = due.count[order]
-        occ = due.occupancy_pct[order]
-        speed = due.speed_kmh[order]
-        slow = speed <= self.settings.lane_queue_speed_fraction * self._det_limit[d]
-        moving = (count > 0) & np.isfinite(speed)
-        covered = (count <= 0) & (occ >= self.settings.lane_max_occ_pct)
-        telling = moving | covered
-        # Fancy assignment keeps the last of repeated indices: the newest reading wins.
-        self._det_crawl[d[telling]] = (slow | covered)[telling]
+        d = due.detector_index
+        speed = due.speed_kmh
+        moving = (due.count > 0) & np.isfinite(speed)
+        covered = (due.count <= 0) & (due.occupancy_pct >= self.settings.lane_max_occ_pct)
+        telling = np.flatnonzero(moving | covered)
+        if len(telling) == 0:
+            return
+        dt = d[telling]
+        ts = due.ts[telling]
+        # The newest telling reading per detector (linear, no sort of the tick's readings); of
+        # equal ts, fancy assignment keeps the last in arrival order.
+        newest = np.full(len(self._det_crawl), -np.inf)
+        np.maximum.at(newest, dt, ts)
+        last = ts == newest[dt]
+        slow = speed[telling] <= self.settings.lane_queue_speed_fraction * self._det_limit[dt]
+        crawl = covered[telling] | slow
+        self._det_crawl[dt[last]] = crawl[last]
 
     def _upstream(self, s: int, hops: int) -> set[int]:
         """The segments up to ``hops`` segments before ``s`` (``s`` itself excluded)."""
