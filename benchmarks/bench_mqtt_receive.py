@@ -100,9 +100,21 @@ def drain_paho(port: int, identifier: str, n: int, qos: int) -> float:
     return last - first
 
 
+async def _gmqtt_until_done(client: Any, port: int, qos: int, done: asyncio.Event) -> float:
+    """Connect ``client`` (MQTT 3.1.1), subscribe, wait until ``done``, disconnect; returns the
+    ``perf_counter`` time at which ``done`` was seen (before the disconnect)."""
+    from gmqtt.mqtt.constants import MQTTv311
+
+    await client.connect("127.0.0.1", port, version=MQTTv311)
+    client.subscribe(TOPIC_FILTER, qos=qos)
+    await asyncio.wait_for(done.wait(), 600)
+    done_at = time.perf_counter()
+    await client.disconnect()
+    return done_at
+
+
 def drain_gmqtt(port: int, identifier: str, n: int, qos: int) -> float:
     import gmqtt
-    from gmqtt.mqtt.constants import MQTTv311
 
     async def run() -> float:
         seen = 0
@@ -120,12 +132,7 @@ def drain_gmqtt(port: int, identifier: str, n: int, qos: int) -> float:
 
         client = gmqtt.Client(identifier, clean_session=False)
         client.on_message = on_message
-        await client.connect("127.0.0.1", port, version=MQTTv311)
-        client.subscribe(TOPIC_FILTER, qos=qos)
-        await asyncio.wait_for(done.wait(), 600)
-        elapsed = time.perf_counter() - first
-        await client.disconnect()
-        return elapsed
+        return await _gmqtt_until_done(client, port, qos, done) - first
 
     return asyncio.run(run())
 
@@ -135,7 +142,6 @@ def drain_gmqtt_lean(port: int, identifier: str, n: int, qos: int) -> float:
     engine's receive path without the parser, so ``engine ÷ gmqtt-lean`` is what validation and
     the hand-over to the engine cost."""
     import gmqtt
-    from gmqtt.mqtt.constants import MQTTv311
 
     from ingest.gmqtt_client import lean_publish_handler
 
@@ -167,12 +173,7 @@ def drain_gmqtt_lean(port: int, identifier: str, n: int, qos: int) -> float:
 
         client.on_message = on_message
         lean_publish_handler(client, on_message, acks.append)
-        await client.connect("127.0.0.1", port, version=MQTTv311)
-        client.subscribe(TOPIC_FILTER, qos=qos)
-        await asyncio.wait_for(done.wait(), 600)
-        elapsed = time.perf_counter() - first
-        await client.disconnect()
-        return elapsed
+        return await _gmqtt_until_done(client, port, qos, done) - first
 
     return asyncio.run(run())
 
