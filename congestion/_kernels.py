@@ -86,20 +86,48 @@ def _prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
+@intrinsic
+def _select_unpredictable(typingctx, cond, if_true, if_false):  # type: ignore[no-untyped-def]
+    """``if_true if cond else if_false`` as a select marked ``!unpredictable``: compiled without a
+    branch (a conditional move or masked move), for a condition that is random from one call to
+    the next, where a branch would be mispredicted half the time.
+
+    A plain conditional expression does not do: when its condition depends on a load that may
+    miss the cache, LLVM turns the select back into a branch (x86 cmov conversion), which pays
+    off only when the branch is predictable; the metadata tells it that this one is not.
+    """
+    if if_true != if_false:
+        return None
+    sig = if_true(types.boolean, if_true, if_false)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        c = context.cast(builder, args[0], cond, types.boolean)
+        value = builder.select(c, args[1], args[2])
+        value.set_metadata("unpredictable", builder.module.add_metadata([]))
+        return value
+
+    return sig, codegen
+
+
 # --------------------------------------------------------------------------------------------
 # Input checks
 # --------------------------------------------------------------------------------------------
 
 
 @njit(cache=True, nogil=True)
-def first_invalid_reading(detector_index: np.ndarray, ts: np.ndarray, n_detectors: int) -> int:
-    """Row of the first reading whose detector index is outside ``0..n_detectors-1`` or whose
-    ``ts`` is not finite; -1 when all are valid. One pass, so ``add_readings`` stays cheap."""
+def first_invalid_reading(detector_index: np.ndarray, ts: np.ndarray, n_detectors: int) -> tuple[int, float]:
+    """(row of the first reading whose detector index is outside ``0..n_detectors-1`` or whose
+    ``ts`` is not finite, -1 when all are valid; the greatest ``ts`` of the rows before it, -inf
+    for none). One pass, so ``add_readings`` stays cheap; the newest ``ts`` spares the tick a
+    pass over every reading to find that all are due."""
+    newest = -np.inf
     for i in range(detector_index.shape[0]):
         d = detector_index[i]
-        if d < 0 or d >= n_detectors or not math.isfinite(ts[i]):
-            return i
-    return -1
+        t = ts[i]
+        if d < 0 or d >= n_detectors or not math.isfinite(t):
+            return i, newest
+        newest = _select_unpredictable(t > newest, t, newest)  # type: ignore[call-arg]
+    return -1, newest
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,11 +140,10 @@ def _clamp_speed(v: float, speed_limit_kmh: float, max_speed_factor: float) -> f
     """Clamp to [1, max(1, factor × limit)] km/h: below 1 km/h one reading would dominate the
     harmonic mean; far above the limit a reading is likelier an artefact than a real speed."""
     v_max: float = max(max_speed_factor * np.float64(speed_limit_kmh), 1.0)
-    if v > v_max:
-        return v_max
-    if v < 1.0:
-        return 1.0
-    return v
+    # Without a branch: whether a spot speed is above the limit's multiple is random from one
+    # reading to the next. (v_max >= 1, so at most one of the two applies; NaN stays NaN.)
+    clamped: float = _select_unpredictable(v < 1.0, 1.0, v)  # type: ignore[call-arg]
+    return _select_unpredictable(v > v_max, v_max, clamped)  # type: ignore[call-arg]
 
 
 @njit(cache=True, nogil=True)
@@ -279,11 +306,14 @@ def accumulate_readings(
 
         # Last reading; NaN last_ts = never seen, so `not t < NaN` is true.
         in_order = not t < det.last_ts
-        if in_order:
-            det.last_ts = t
-            det.last_count = count[i]
-            det.last_occupancy_pct = occupancy_pct[i]
-            det.last_speed_kmh = speed_kmh[i]
+        # Stored either way, without a branch: readings arrive in no order, so whether one is
+        # in order is random (``_select_unpredictable``).
+        det.last_ts = _select_unpredictable(in_order, t, det.last_ts)  # type: ignore[call-arg]
+        det.last_count = _select_unpredictable(in_order, count[i], det.last_count)  # type: ignore[call-arg]
+        det.last_occupancy_pct = _select_unpredictable(  # type: ignore[call-arg]
+            in_order, occupancy_pct[i], det.last_occupancy_pct
+        )
+        det.last_speed_kmh = _select_unpredictable(in_order, speed_kmh[i], det.last_speed_kmh)  # type: ignore[call-arg]
         det.readings_total += 1
 
         if not det.usable:
@@ -294,30 +324,34 @@ def accumulate_readings(
         occ = occupancy_pct[i]
         limit = seg.speed_limit_kmh
         v, w, empty_road = _spot_speed(count[i], occ, speed_kmh[i], interval_s[i], limit, spot_params)
-        if in_order and w > 0.0:
-            if empty_road and det.queue_age > 0:
-                # Nobody passed and nothing stood on the loop, right after the loop saw a queue:
-                # that queue standing with the loop in the gap between two cars (at rest, it
-                # stays there), not an empty lane — read as a queue standing over the loop,
-                # until the gap readings have lasted ``queue_hold_s``.
-                step = max(np.float64(interval_s[i]) / QUEUE_AGE_UNIT_S, 1.0)
-                age = np.float64(det.queue_age) + step
-                # (At most 255 units, ~42 min, whatever the hold: the age is a uint8.)
-                if (age - 1.0) * QUEUE_AGE_UNIT_S <= spot_params[SPOT_QUEUE_HOLD_S] and age <= 255.0:
-                    det.queue_age = np.uint8(age)
-                    v = _clamp_speed(
-                        spot_params[SPOT_STOPPED_SPEED_KMH], limit, spot_params[SPOT_MAX_SPEED_FACTOR]
-                    )
-                    w = spot_params[SPOT_STOPPED_WEIGHT_VEH]
-                    empty_road = False
-                    occ = np.float32(spot_params[SPOT_STOPPED_OCCUPANCY_MIN_PCT])
-                else:
-                    det.queue_age = 0
-            elif not empty_road:
-                # A queue over the loop: a crawl (spot speed in GB/T's severe band of the limit)
-                # or nobody passing with the loop covered (``_spot_speed``: the stopped speed).
-                crawl = v <= spot_params[SPOT_QUEUE_SPEED_FRACTION] * np.float64(limit)
-                det.queue_age = 1 if crawl else 0
+        fresh_evidence = in_order & (w > 0.0)
+        if empty_road and fresh_evidence and det.queue_age > 0:  # (rare: tested first)
+            # Nobody passed and nothing stood on the loop, right after the loop saw a queue:
+            # that queue standing with the loop in the gap between two cars (at rest, it
+            # stays there), not an empty lane — read as a queue standing over the loop,
+            # until the gap readings have lasted ``queue_hold_s``.
+            step = max(np.float64(interval_s[i]) / QUEUE_AGE_UNIT_S, 1.0)
+            age = np.float64(det.queue_age) + step
+            # (At most 255 units, ~42 min, whatever the hold: the age is a uint8.)
+            if (age - 1.0) * QUEUE_AGE_UNIT_S <= spot_params[SPOT_QUEUE_HOLD_S] and age <= 255.0:
+                det.queue_age = np.uint8(age)
+                v = _clamp_speed(
+                    spot_params[SPOT_STOPPED_SPEED_KMH], limit, spot_params[SPOT_MAX_SPEED_FACTOR]
+                )
+                w = spot_params[SPOT_STOPPED_WEIGHT_VEH]
+                empty_road = False
+                occ = np.float32(spot_params[SPOT_STOPPED_OCCUPANCY_MIN_PCT])
+            else:
+                det.queue_age = 0
+        else:
+            # Any other fresh evidence: a queue over the loop if a crawl (spot speed in GB/T's
+            # severe band of the limit) or nobody passing with the loop covered
+            # (``_spot_speed``: the stopped speed). Without a branch: whether a reading is fresh
+            # and a crawl is random.
+            crawl = v <= spot_params[SPOT_QUEUE_SPEED_FRACTION] * np.float64(limit)
+            det.queue_age = _select_unpredictable(  # type: ignore[call-arg]
+                fresh_evidence & (not empty_road), np.uint8(crawl), det.queue_age
+            )
         if not w > 0.0:
             n_without_evidence += 1
             continue
@@ -327,7 +361,8 @@ def accumulate_readings(
         else:
             seg.weight += w
             seg.weight_per_speed += w / v
-        seg.newest_ts = max(seg.newest_ts, t)
+        # max(newest_ts, t) (no NaN here), without a branch: readings come in no order of ts.
+        seg.newest_ts = _select_unpredictable(t > seg.newest_ts, t, seg.newest_ts)  # type: ignore[call-arg]
         # Flow and occupancy for the travel-speed model (readings that report an occupancy;
         # _spot_speed has checked it is within 0..100 when it gave evidence).
         dt = interval_s[i]
@@ -1044,6 +1079,94 @@ AREA_TPI_WEIGHTED = 2
 AREA_TTI_WEIGHTED = 3
 AREA_SEVERE_WEIGHT = 4
 AREA_N_SUMS = 5
+#: Segments per block of ``area_sums``: each segment's weighted terms are computed first, in a
+#: loop the compiler vectorises (the TPI's six divisions then cost a fraction of scalar ones;
+#: no branch on whether a segment is known, which is random), into buffers that stay in L1 for
+#: the per-area accumulation that follows.
+AREA_BLOCK = 256
+
+
+@njit(cache=True, nogil=True)
+def _piece_below(ratio: float, lower: float, upper: float) -> tuple[float, float, bool]:
+    """For one piece of ``_tpi_of_ratio``: (how far ``ratio`` is below its upper knot, the piece's
+    width, whether ``ratio`` lies strictly inside it). Outside, the clipped fraction is exactly
+    0 (at or above ``upper``) or 1 (at or below ``lower``: the division, correctly rounded, is
+    monotonic, so it cannot give less than width / width); only inside is a division needed."""
+    dist = upper - ratio
+    width = upper - lower
+    return dist, width, (dist > 0.0) & (dist < width)
+
+
+@njit(cache=True, nogil=True)
+def _piece_term(
+    dist: float, width: float, inside_fraction: float, tpi_lower: float, tpi_upper: float
+) -> float:
+    """The term of one piece in ``_tpi_of_ratio``'s sum, given the fraction of the one piece
+    that ``ratio`` lies inside (``_piece_below``): bit for bit the clipped division's."""
+    fraction = 0.0 if dist <= 0.0 else 1.0 if dist >= width else inside_fraction
+    return (tpi_lower - tpi_upper) * fraction
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _area_terms_of_block(
+    speed_kmh: np.ndarray,
+    free_flow_kmh: np.ndarray,
+    tti: np.ndarray,
+    level: np.ndarray,
+    weight: np.ndarray,
+    start: int,
+    ratio_knots: tuple[float, ...],
+    tpi_knots: tuple[float, ...],
+    severe_level: int,
+    out_known: np.ndarray,
+    out_tpi: np.ndarray,
+    out_tti: np.ndarray,
+    out_severe: np.ndarray,
+) -> None:
+    """Segment ``start + j``'s terms of the area sums (``area_sums``: weight if known, weight ×
+    TPI, weight × tti, weight if severe; zero where its speed is NaN, unknown) into the four
+    buffers, for j < ``len(out_known)``.
+
+    Written so that the loop vectorises, and with two divisions per segment rather than six:
+    the segment TPI is ``_tpi_of_ratio``'s sum with the six knots of ``levels`` unpacked
+    (indexing a tuple by a loop variable checks its bounds, an exit that stops vectorisation),
+    the same terms in the same order, bit for bit, but with one division, for the one piece
+    that the ratio lies inside (``_piece_below``); no branch (selects); and
+    ``error_model="numpy"``, so no check for a division by zero (the knots are distinct and
+    free-flow speeds positive). Tables of another length do not compile."""
+    r0, r1, r2, r3, r4, r5 = ratio_knots
+    t0, t1, t2, t3, t4, t5 = tpi_knots
+    # Views of the block, indexed from 0: an index the compiler knows is not negative needs no
+    # wraparound, so the loads stay contiguous vector loads rather than gathers.
+    stop = start + out_known.shape[0]
+    speed = speed_kmh[start:stop]
+    free_flow = free_flow_kmh[start:stop]
+    tti_block = tti[start:stop]
+    level_block = level[start:stop]
+    weight_block = weight[start:stop]
+    for j in range(out_known.shape[0]):
+        w = weight_block[j]
+        v = speed[j]
+        ratio = np.float64(v) / np.float64(free_flow[j])
+        d0, w0, in0 = _piece_below(ratio, r0, r1)
+        d1, w1, in1 = _piece_below(ratio, r1, r2)
+        d2, w2, in2 = _piece_below(ratio, r2, r3)
+        d3, w3, in3 = _piece_below(ratio, r3, r4)
+        d4, w4, _ = _piece_below(ratio, r4, r5)
+        # The piece the ratio lies inside (at most one; the last one when none is).
+        dist = d0 if in0 else d1 if in1 else d2 if in2 else d3 if in3 else d4
+        width = w0 if in0 else w1 if in1 else w2 if in2 else w3 if in3 else w4
+        inside = dist / width
+        tpi = t5 + _piece_term(d0, w0, inside, t0, t1)
+        tpi += _piece_term(d1, w1, inside, t1, t2)
+        tpi += _piece_term(d2, w2, inside, t2, t3)
+        tpi += _piece_term(d3, w3, inside, t3, t4)
+        tpi += _piece_term(d4, w4, inside, t4, t5)
+        known = v == v
+        out_known[j] = w if known else 0.0
+        out_tpi[j] = w * tpi if known else 0.0
+        out_tti[j] = w * tti_block[j] if known else 0.0
+        out_severe[j] = w if known & (level_block[j] == severe_level) else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -1064,31 +1187,45 @@ def area_sums(
     the caller); row ``n_areas`` is the whole network, row ``a`` the segments with
     ``segment_area == a`` (-1 = in no area). Columns: total weight, known weight, sum of
     weight * segment TPI, sum of weight * tti, weight at ``severe_level`` (known segments only).
-    A segment is known when its speed is not NaN."""
-    city = n_areas
+    A segment is known when its speed is not NaN.
+
+    Sums run in segment order; an unknown segment adds zeros, which leaves every sum as it was
+    (they stay >= +0), so the result is the same as skipping it."""
+    n = speed_kmh.shape[0]
+    # Per-area sums in a local table with one more row, for the segments of no area: no branch.
+    sums = np.zeros((n_areas + 2, AREA_N_SUMS))
+    nowhere = n_areas + 1
     # The city's sums in locals: kept in registers instead of a store and reload per segment.
     c_total = c_known = c_tpi = c_tti = c_severe = 0.0
-    for s in range(speed_kmh.shape[0]):
-        w = weight[s]
-        a = segment_area[s]
-        c_total += w
-        if a >= 0:
-            out_sums[a, AREA_TOTAL_WEIGHT] += w
-        v = speed_kmh[s]
-        if v != v:
-            continue
-        tpi = _tpi_of_ratio(np.float64(v) / np.float64(free_flow_kmh[s]), ratio_knots, tpi_knots)
-        wt_tti = w * tti[s]
-        severe = w if level[s] == severe_level else 0.0
-        c_known += w
-        c_tpi += w * tpi
-        c_tti += wt_tti
-        c_severe += severe
-        if a >= 0:
-            out_sums[a, AREA_KNOWN_WEIGHT] += w
-            out_sums[a, AREA_TPI_WEIGHTED] += w * tpi
-            out_sums[a, AREA_TTI_WEIGHTED] += wt_tti
-            out_sums[a, AREA_SEVERE_WEIGHT] += severe
+    known_buf = np.empty(AREA_BLOCK)
+    tpi_buf = np.empty(AREA_BLOCK)
+    tti_buf = np.empty(AREA_BLOCK)
+    severe_buf = np.empty(AREA_BLOCK)
+    for start in range(0, n, AREA_BLOCK):
+        m = min(AREA_BLOCK, n - start)
+        _area_terms_of_block(
+            speed_kmh, free_flow_kmh, tti, level, weight, start, ratio_knots, tpi_knots, severe_level,
+            known_buf[:m], tpi_buf[:m], tti_buf[:m], severe_buf[:m],
+        )
+        for j in range(m):
+            s = start + j
+            a = int(segment_area[s])
+            a = nowhere if a < 0 else a
+            w = weight[s]
+            c_total += w
+            c_known += known_buf[j]
+            c_tpi += tpi_buf[j]
+            c_tti += tti_buf[j]
+            c_severe += severe_buf[j]
+            sums[a, AREA_TOTAL_WEIGHT] += w
+            sums[a, AREA_KNOWN_WEIGHT] += known_buf[j]
+            sums[a, AREA_TPI_WEIGHTED] += tpi_buf[j]
+            sums[a, AREA_TTI_WEIGHTED] += tti_buf[j]
+            sums[a, AREA_SEVERE_WEIGHT] += severe_buf[j]
+    for area in range(n_areas):
+        for c in range(AREA_N_SUMS):
+            out_sums[area, c] += sums[area, c]
+    city = n_areas
     out_sums[city, AREA_TOTAL_WEIGHT] += c_total
     out_sums[city, AREA_KNOWN_WEIGHT] += c_known
     out_sums[city, AREA_TPI_WEIGHTED] += c_tpi

@@ -416,6 +416,8 @@ class CongestionEngine:
         self._closed = self._all_false
         self._pending: list[ReadingBatch] = []
         self._n_pending = 0
+        #: The greatest ts of the buffered readings (-inf: none).
+        self._pending_newest_ts = -math.inf
         self._last_tick_ts: float | None = None
         self._stamp = 0
 
@@ -504,7 +506,7 @@ class CongestionEngine:
             raise TypeError(f"add_readings expects a ReadingBatch, got {type(batch).__name__}")
         if len(batch) == 0:
             return
-        row = _kernels.first_invalid_reading(batch.detector_index, batch.ts, self._n_detectors)
+        row, newest_ts = _kernels.first_invalid_reading(batch.detector_index, batch.ts, self._n_detectors)
         if row >= 0:
             d = int(batch.detector_index[row])
             if 0 <= d < self._n_detectors:
@@ -514,6 +516,7 @@ class CongestionEngine:
             )
         self._pending.append(batch)
         self._n_pending += len(batch)
+        self._pending_newest_ts = max(self._pending_newest_ts, newest_ts)
 
     # ---------------------------------------------------------------------------------------
     # Tick
@@ -522,14 +525,17 @@ class CongestionEngine:
     def _take_due(self, tick_ts: float) -> ReadingBatch:
         """Remove and return the buffered readings with ts <= tick_ts; keep the rest buffered."""
         batch = ReadingBatch.concat(self._pending)
-        due = batch.ts <= tick_ts
-        if due.all():
+        # All due (the usual case) is known from the newest ts seen by ``add_readings``.
+        if self._pending_newest_ts <= tick_ts:
             self._pending = []
             self._n_pending = 0
+            self._pending_newest_ts = -math.inf
             return batch
+        due = batch.ts <= tick_ts
         later = batch.take(~due)
         self._pending = [later]
         self._n_pending = len(later)
+        self._pending_newest_ts = float(later.ts.max())
         return batch.take(due)
 
     def tick(self, tick_ts: float) -> TickResult:

@@ -71,6 +71,22 @@ def test_readings_after_tick_ts_wait_for_the_next_tick(engine, make_batch) -> No
     assert speeds(second)[0] == 20.0
 
 
+def test_readings_wait_over_several_ticks_and_batches(engine, make_batch) -> None:
+    """The engine knows from ``add_readings`` when every buffered reading is due; readings left
+    buffered keep that right across ticks and later batches."""
+    engine.add_readings(make_batch([0, 0, 0], [200.0, 10.0, 130.0], speed_kmh=[30.0, 40.0, 20.0]))
+    first = engine.tick(60.0)
+    assert (first.readings_used, first.readings_pending) == (1, 2) and speeds(first)[0] == 40.0
+    engine.add_readings(make_batch([0], [100.0], speed_kmh=[25.0]))
+    second = engine.tick(150.0)
+    assert (second.readings_used, second.readings_pending) == (2, 1)
+    third = engine.tick(190.0)
+    assert (third.readings_used, third.readings_pending) == (0, 1)
+    fourth = engine.tick(200.0)
+    assert (fourth.readings_used, fourth.readings_pending) == (1, 0) and engine.pending_readings == 0
+    assert engine.tick(260.0).readings_used == 0
+
+
 def test_all_readings_of_one_detector_in_a_tick_are_used(engine, make_batch) -> None:
     # Two intervals of d0 in one tick: 10 vehicles at 60 and 10 at 20 km/h. Harmonic mean,
     # 20 / (10/60 + 10/20) = 30 km/h, not the arithmetic 40.

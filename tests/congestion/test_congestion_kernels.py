@@ -353,7 +353,7 @@ def test_update_segments_matches_reference(seed: int, n: int, reference) -> None
         assert (known & ~has_acc).any() and len(np.unique(want["level"])) == 6
 
 
-@pytest.mark.parametrize("n", [0, 1, 10, 4000])
+@pytest.mark.parametrize("n", [0, 1, 10, k.AREA_BLOCK, k.AREA_BLOCK + 1, 4000])
 @pytest.mark.parametrize("seed", SEEDS)
 def test_area_sums_match_reference(seed: int, n: int, reference) -> None:
     rng = np.random.default_rng(seed)
@@ -380,17 +380,71 @@ def test_area_sums_match_reference(seed: int, n: int, reference) -> None:
         np.testing.assert_allclose(kw / total if total > 0 else 0.0, want[area]["known_share"], rtol=1e-9)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_area_terms_tpi_is_tpi_of_ratio_bit_for_bit(seed: int, reference) -> None:
+    """``area_sums``'s vectorised segment TPI (one division, for the piece the ratio lies in)
+    against ``_tpi_of_ratio`` (a clipped division per piece): the same bits, on ratios at the
+    knots exactly, one float32 step either side of them, beyond both ends, and at random."""
+    rng = np.random.default_rng(seed)
+    ff = rng.choice([10.0, 27.0, 45.0, 72.0], 600).astype(np.float32)
+    at_knots = np.array(TPI_RATIO_KNOTS)[rng.integers(0, len(TPI_RATIO_KNOTS), 600)] * ff
+    speed = np.concatenate([
+        at_knots.astype(np.float32),
+        np.nextafter(at_knots.astype(np.float32), np.float32(np.inf)),
+        np.nextafter(at_knots.astype(np.float32), np.float32(0.0)),
+        (ff * rng.uniform(-0.1, 1.5, 600)).astype(np.float32),
+        np.full(4, np.nan, np.float32),
+    ])
+    ff = np.resize(ff, len(speed))
+    n = len(speed)
+    terms = [np.full(n, -1.0) for _ in range(4)]
+    k._area_terms_of_block(speed, ff, np.ones(n, np.float32), np.zeros(n, np.int8), np.ones(n), 0,
+                           TPI_RATIO_KNOTS, TPI_VALUE_KNOTS, SEVERE_LEVEL, *terms)
+    ratio = speed.astype(np.float64) / ff.astype(np.float64)
+    want = np.empty(n)
+    k.tpis_of_ratios(ratio, TPI_RATIO_KNOTS, TPI_VALUE_KNOTS, want)
+    known = ~np.isnan(speed)
+    np.testing.assert_array_equal(terms[1][known].view(np.int64), want[known].view(np.int64))
+    np.testing.assert_allclose(terms[1][known], reference.tpi_of_ratio(ratio[known]), rtol=1e-12, atol=1e-12)
+    assert (terms[1][~known] == 0.0).all() and (terms[0] == known).all()
+    assert np.isin(want, TPI_VALUE_KNOTS).sum() >= 600  # the knots were hit exactly
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8, np.int64])
+def test_select_unpredictable_selects(dtype: type) -> None:
+    """The branch-free select of the hot loops is ``np.where``, NaN included."""
+    from numba import njit
+
+    @njit
+    def select_all(cond: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        for i in range(cond.shape[0]):
+            out[i] = k._select_unpredictable(cond[i], a[i], b[i])
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 200, 101).astype(dtype)
+    b = rng.integers(0, 200, 101).astype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        a[::7] = np.nan
+    cond = rng.random(101) < 0.5
+    out = np.empty(101, dtype)
+    select_all(cond, a, b, out)
+    np.testing.assert_array_equal(out, np.where(cond, a, b))
+
+
 @pytest.mark.parametrize(
-    ("detector_index", "ts", "want"),
+    ("detector_index", "ts", "want", "want_newest"),
     [
-        ([], [], -1),
-        ([0, 1, 2], [1.0, 2.0, 3.0], -1),
-        ([0, 3, 1], [1.0, 2.0, 3.0], 1),  # 3 detectors: index 3 is out of range
-        ([0, -1], [1.0, 2.0], 1),
-        ([0, 1], [np.nan, 2.0], 0),
-        ([2, 1], [1.0, np.inf], 1),
+        ([], [], -1, -np.inf),
+        ([0, 1, 2], [1.0, 2.0, 3.0], -1, 3.0),
+        ([0, 1, 2], [5.0, -2.0, 3.0], -1, 5.0),
+        ([0, 3, 1], [1.0, 2.0, 3.0], 1, 1.0),  # 3 detectors: index 3 is out of range
+        ([0, -1], [1.0, 2.0], 1, 1.0),
+        ([0, 1], [np.nan, 2.0], 0, -np.inf),
+        ([2, 1], [1.0, np.inf], 1, 1.0),
     ],
 )
-def test_first_invalid_reading(detector_index: list[int], ts: list[float], want: int) -> None:
-    got = k.first_invalid_reading(np.array(detector_index, np.int32), np.array(ts, np.float64), 3)
-    assert got == want
+def test_first_invalid_reading(detector_index: list[int], ts: list[float], want: int,
+                               want_newest: float) -> None:
+    row, newest = k.first_invalid_reading(np.array(detector_index, np.int32), np.array(ts, np.float64), 3)
+    assert row == want
+    assert newest == want_newest
