@@ -219,8 +219,12 @@ class IncidentDetector:
         self._segment_id = segs.segment_id
         self._det_segment = np.ascontiguousarray(detectors.segment_index, dtype=np.int64)
         nd = len(detectors)
-        self._succ_ptr, self._succ_idx = network.successors_csr()
-        self._pred_ptr, self._pred_idx = network.predecessors_csr()
+        # Neighbours without the segment's own reverse (a U-turn): the other direction's
+        # occupancy and speed say nothing about a queue on this one. With it, the speed test's
+        # "downstream congested" and the occupancy test's downstream station mixed the opposite
+        # carriageway in (SUMO grids have a turnaround at every junction).
+        self._succ_ptr, self._succ_idx = network.successors_csr(reverse=False)
+        self._pred_ptr, self._pred_idx = network.predecessors_csr(reverse=False)
         self._lonlat = _incident_points(network)
         h = int(settings.history_ticks)
         self._hist_occ = np.full((n, h), np.nan, dtype=np.float32)

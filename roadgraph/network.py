@@ -112,14 +112,35 @@ class RoadNetwork:
     def __len__(self) -> int:
         return len(self.segments)
 
-    def successors_csr(self) -> tuple[np.ndarray, np.ndarray]:
+    def successors_csr(self, *, reverse: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Segment adjacency as CSR arrays: the segments that may follow segment ``i`` are
-        ``indices[indptr[i]:indptr[i+1]]`` (those leaving ``to_node[i]``)."""
-        return _csr_from_pairs(self.segments.to_node, self.segments.from_node)
+        ``indices[indptr[i]:indptr[i+1]]`` (those leaving ``to_node[i]``). ``reverse=False``
+        leaves out each segment's own reverse (the other direction of the same road: a U-turn),
+        for whoever reads a neighbour's traffic as this segment's: it runs the other way."""
+        csr = _csr_from_pairs(self.segments.to_node, self.segments.from_node)
+        return csr if reverse else _without_reverse(self.segments, *csr)
 
-    def predecessors_csr(self) -> tuple[np.ndarray, np.ndarray]:
-        """Segments that lead into segment ``i`` (those arriving at ``from_node[i]``), as CSR."""
-        return _csr_from_pairs(self.segments.from_node, self.segments.to_node)
+    def predecessors_csr(self, *, reverse: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Segments that lead into segment ``i`` (those arriving at ``from_node[i]``), as CSR;
+        ``reverse`` as for ``successors_csr``."""
+        csr = _csr_from_pairs(self.segments.from_node, self.segments.to_node)
+        return csr if reverse else _without_reverse(self.segments, *csr)
+
+
+def _without_reverse(
+    segs: SegmentTable, indptr: np.ndarray, indices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The adjacency ``indptr, indices`` without each segment's own reverse: the neighbours j
+    of i with from_node[j] == to_node[i] and to_node[j] == from_node[i]."""
+    n = len(segs)
+    _, codes = np.unique(np.concatenate([segs.from_node, segs.to_node]).astype(str), return_inverse=True)
+    from_c, to_c = codes[:n], codes[n:]
+    owner = np.repeat(np.arange(n), np.diff(indptr))
+    reverse = (from_c[indices] == to_c[owner]) & (to_c[indices] == from_c[owner])
+    keep = ~reverse
+    new_indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner[keep], minlength=n), out=new_indptr[1:])
+    return new_indptr, np.ascontiguousarray(indices[keep], dtype=np.int32)
 
 
 def _csr_from_pairs(own_end: np.ndarray, other_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -139,3 +139,23 @@ def test_validator_reports_broken_tables() -> None:
     assert any("missing from the graph" in p for p in problems)
     with pytest.raises(ValueError, match="invalid RoadNetwork"):
         validate_network(network)
+
+
+def test_adjacency_without_the_reverse_leaves_out_u_turns_only() -> None:
+    """``successors_csr(reverse=False)`` / ``predecessors_csr(reverse=False)``: the same lists
+    less each segment's own reverse (same nodes, swapped), which a grid has at every segment."""
+    net = synthetic_grid(3, 4)
+    segs = net.segments
+    for full, bare in (
+        (net.successors_csr(), net.successors_csr(reverse=False)),
+        (net.predecessors_csr(), net.predecessors_csr(reverse=False)),
+    ):
+        for i in range(len(segs)):
+            all_n = set(full[1][full[0][i] : full[0][i + 1]].tolist())
+            kept = bare[1][bare[0][i] : bare[0][i + 1]].tolist()
+            reverse = {
+                j for j in all_n
+                if segs.from_node[j] == segs.to_node[i] and segs.to_node[j] == segs.from_node[i]
+            }
+            assert len(reverse) == 1  # every grid street runs both ways
+            assert len(kept) == len(set(kept)) and set(kept) == all_n - reverse
