@@ -53,6 +53,27 @@ def build_network(
     return RoadNetwork(graph=nx.MultiDiGraph(), segments=segments, source="test", has_lonlat=False)
 
 
+def build_pairs_network(pairs: Sequence[tuple[str, str]], *, signalised: bool = True) -> RoadNetwork:
+    """Segments s0, s1, ... from (from_node, to_node) pairs: 100 m, one lane, 50 km/h, a signal
+    at every downstream junction unless ``signalised`` is False."""
+    n = len(pairs)
+    none = np.full(n, None, dtype=object)
+    segments = SegmentTable(
+        segment_id=np.array([f"s{i}" for i in range(n)], dtype=object),
+        from_node=np.array([a for a, _ in pairs], dtype=object),
+        to_node=np.array([b for _, b in pairs], dtype=object),
+        length_m=np.full(n, 100.0),
+        lanes=np.ones(n, dtype=np.int16),
+        road_class=np.zeros(n, dtype=np.int8),
+        speed_limit_kmh=np.full(n, 50.0, dtype=np.float32),
+        name=np.full(n, "", dtype=object),
+        geometry=none,
+        geometry_m=none.copy(),
+        junction_signalised=np.full(n, signalised),
+    )
+    return RoadNetwork(graph=nx.MultiDiGraph(), segments=segments, source="test", has_lonlat=False)
+
+
 def build_registry(
     segment_index: Sequence[int] | np.ndarray,
     *,
@@ -300,6 +321,11 @@ def ref_area_indices(
 @pytest.fixture
 def make_network() -> Callable[..., RoadNetwork]:
     return build_network
+
+
+@pytest.fixture
+def make_pairs_network() -> Callable[..., RoadNetwork]:
+    return build_pairs_network
 
 
 @pytest.fixture

@@ -112,28 +112,13 @@ def test_queue_from_an_incident_downstream_is_not_a_second_incident(make_network
     assert [i.segment_id for i in opened] == ["s1"]
 
 
-def test_the_other_direction_is_not_downstream(make_registry) -> None:
+def test_the_other_direction_is_not_downstream(make_pairs_network, make_registry) -> None:
     """A blocked segment whose own reverse (the other carriageway, reached by a U-turn) stands
     in a queue all along: its real successor empties, so it is an incident. Counted as
     downstream, the reverse's queue read as congestion backing up and its occupancy diluted the
     downstream station's sudden drop."""
-    import networkx as nx
-
-    from roadgraph.network import RoadNetwork, SegmentTable
-
     # s0: a->b, s1: b->c (blocked), s2: c->d (its successor), s3: c->b (s1's reverse).
-    pairs = [("a", "b"), ("b", "c"), ("c", "d"), ("c", "b")]
-    n = len(pairs)
-    none = np.full(n, None, dtype=object)
-    segments = SegmentTable(
-        segment_id=np.array([f"s{i}" for i in range(n)], dtype=object),
-        from_node=np.array([a for a, _ in pairs], dtype=object),
-        to_node=np.array([b for _, b in pairs], dtype=object),
-        length_m=np.full(n, 100.0), lanes=np.ones(n, dtype=np.int16), road_class=np.zeros(n, dtype=np.int8),
-        speed_limit_kmh=np.full(n, 50.0, dtype=np.float32), name=np.full(n, "", dtype=object),
-        geometry=none, geometry_m=none.copy(), junction_signalised=np.full(n, True),
-    )
-    network = RoadNetwork(graph=nx.MultiDiGraph(), segments=segments, source="test", has_lonlat=False)
+    network = make_pairs_network([("a", "b"), ("b", "c"), ("c", "d"), ("c", "b")])
     det = IncidentDetector(network, make_registry([0, 1, 2, 3]), IncidentSettings())
     opened = []
     for k in range(1, 40):

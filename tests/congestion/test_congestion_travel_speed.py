@@ -507,31 +507,17 @@ def test_unusable_detectors_stop_feeding(make_registry, make_batch) -> None:
         engine.set_detector_usable(np.array([True]))
 
 
-def network_from_pairs(pairs: list[tuple[str, str]], signalised: bool = True) -> RoadNetwork:
-    n = len(pairs)
-    none = np.full(n, None, dtype=object)
-    segments = SegmentTable(
-        segment_id=np.array([f"s{i}" for i in range(n)], dtype=object),
-        from_node=np.array([a for a, _ in pairs], dtype=object),
-        to_node=np.array([b for _, b in pairs], dtype=object),
-        length_m=np.full(n, 100.0), lanes=np.ones(n, dtype=np.int16), road_class=np.zeros(n, dtype=np.int8),
-        speed_limit_kmh=np.full(n, 50.0, dtype=np.float32), name=np.full(n, "", dtype=object),
-        geometry=none, geometry_m=none.copy(), junction_signalised=np.full(n, signalised),
-    )
-    return RoadNetwork(graph=nx.MultiDiGraph(), segments=segments, source="test", has_lonlat=False)
-
-
-def test_reverse_left_out_and_pass_through_junctions() -> None:
+def test_reverse_left_out_and_pass_through_junctions(make_pairs_network) -> None:
     from congestion.engine import _pass_through, _without_reverse
 
     # s0: a->b, s1: b->c, s2: b->a (s0's reverse), s3: c->b (s1's reverse).
-    net = network_from_pairs([("a", "b"), ("b", "c"), ("b", "a"), ("c", "b")])
+    net = make_pairs_network([("a", "b"), ("b", "c"), ("b", "a"), ("c", "b")])
     ptr, idx = _without_reverse(net, *net.successors_csr())
     assert [sorted(idx[ptr[i]:ptr[i + 1]].tolist()) for i in range(4)] == [[1], [], [], [2]]
     # b joins two roads end to end (a corner): no conflicting stream, no signal delay.
     assert _pass_through(net).tolist() == [True, False, False, True]  # s1, s2: dead ends
     # A third road into b: s0's way on is shared, so b is a real junction for s0.
-    net = network_from_pairs([("a", "b"), ("b", "c"), ("b", "a"), ("c", "b"), ("d", "b")])
+    net = make_pairs_network([("a", "b"), ("b", "c"), ("b", "a"), ("c", "b"), ("d", "b")])
     assert not _pass_through(net)[0]
 
 
