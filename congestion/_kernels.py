@@ -296,12 +296,16 @@ def accumulate_readings(
     n_without_evidence = 0
     n = detector_index.shape[0]
     half = PREFETCH_AHEAD // 2
+    # Record indices are taken as unsigned (np.uint64): numba then skips the wraparound of a
+    # negative index, four instructions per lookup. Detector indices are checked in range by
+    # ``add_readings`` (``first_invalid_reading``) and segments by the engine's constructor.
     for i in range(n):
         if i + PREFETCH_AHEAD < n:
-            _prefetch(detectors, detector_index[i + PREFETCH_AHEAD])  # type: ignore[call-arg]
+            _prefetch(detectors, np.uint64(detector_index[i + PREFETCH_AHEAD]))  # type: ignore[call-arg]
         if i + half < n:
-            _prefetch(segments, detectors[detector_index[i + half]].segment)  # type: ignore[call-arg]
-        det = detectors[detector_index[i]]
+            ahead = detectors[np.uint64(detector_index[i + half])]
+            _prefetch(segments, np.uint64(ahead.segment))  # type: ignore[call-arg]
+        det = detectors[np.uint64(detector_index[i])]
         t = ts[i]
 
         # Last reading; NaN last_ts = never seen, so `not t < NaN` is true.
@@ -320,7 +324,7 @@ def accumulate_readings(
             # Set unusable (detector health): remembered as its last reading, feeds nothing.
             n_without_evidence += 1
             continue
-        seg = segments[det.segment]
+        seg = segments[np.uint64(det.segment)]
         occ = occupancy_pct[i]
         limit = seg.speed_limit_kmh
         v, w, empty_road = _spot_speed(count[i], occ, speed_kmh[i], interval_s[i], limit, spot_params)
@@ -596,17 +600,24 @@ def _travel_time_given_delay(
 def _top_ninth_ratio(hist: np.ndarray) -> tuple[float, float]:
     """(mean of the top ninth of the samples, as speed / limit; number of samples) of one
     free-flow histogram row (bin b covers [b, b+1) / n_bins; values taken at bin centres)."""
-    n_bins = hist.shape[0]
+    return _top_ninth_ratio_at(hist.reshape((1, hist.shape[0])), 0)  # type: ignore[no-any-return]
+
+
+@njit(cache=True, nogil=True)
+def _top_ninth_ratio_at(hist: np.ndarray, r: int) -> tuple[float, float]:
+    """``_top_ninth_ratio`` of row ``r`` of the histograms ``hist``, indexed in place (see
+    ``_free_flow_sample_at``)."""
+    n_bins = hist.shape[1]
     total = 0.0
     for b in range(n_bins):
-        total += hist[b]
+        total += hist[r, b]
     if total <= 0.0:
         return np.nan, 0.0
     need = total / 9.0
     left = need
     acc = 0.0
     for b in range(n_bins - 1, -1, -1):
-        take = min(np.float64(hist[b]), left)
+        take = min(np.float64(hist[r, b]), left)
         acc += take * (b + 0.5) / n_bins
         left -= take
         if left <= 0.0:
@@ -631,28 +642,56 @@ def _free_flow_sample(
     mean of the top ninth (GB/T 33171 §7.2.1.2), at most the limit, once ``ff_min_samples``
     are held, else ``ff_default``. The walk over the histogram is skipped for a sample well
     below the current free flow (it only dilutes the top ninth a little) but every 16th."""
-    n_bins = row.shape[0]
+    hist = row.reshape((1, row.shape[0]))
+    return _free_flow_sample_at(  # type: ignore[no-any-return]
+        v_kmh, limit, ff, ff_default, hist, 0, ff_samples, s, ff_hist_cap, ff_min_samples
+    )
+
+
+@njit(cache=True, nogil=True)
+def _free_flow_sample_at(
+    v_kmh: float,
+    limit: float,
+    ff: float,
+    ff_default: float,
+    hist: np.ndarray,
+    r: int,
+    ff_samples: np.ndarray,
+    s: int,
+    ff_hist_cap: float,
+    ff_min_samples: float,
+) -> np.float32:
+    """``_free_flow_sample`` with the histogram as row ``r`` of ``hist``, indexed in place:
+    ``update_segments`` calls it rather than pass a row view ``ff_hist[s]``, an array object with
+    a reference count whose handling, even on this rare path, slowed its loop (~0.7 ms of 25)."""
+    n_bins = hist.shape[1]
     b = int(min(v_kmh, limit) / limit * n_bins)
     b = min(max(b, 0), n_bins - 1)
-    if row[b] < 65535:
-        row[b] += 1
+    if hist[r, b] < 65535:
+        hist[r, b] += 1
     samples = ff_samples[s] + np.uint32(1)
     if samples >= ff_hist_cap:
         samples = np.uint32(0)
         for k in range(n_bins):
-            row[k] = row[k] // 2
-            samples += np.uint32(row[k])
+            hist[r, k] = hist[r, k] // 2
+            samples += np.uint32(hist[r, k])
     ff_samples[s] = samples
     if samples < ff_min_samples:
         return np.float32(ff_default)
     ff_bin = int(np.float64(ff) / limit * n_bins)
     if b >= ff_bin - 2 or samples % 16 == 0 or samples < ff_min_samples + 1.0:
-        top, _ = _top_ninth_ratio(row)
+        top, _ = _top_ninth_ratio_at(hist, r)
         return np.float32(min(top, 1.0) * limit)
     return np.float32(ff)
 
 
-@njit(cache=True, nogil=True)
+# error_model="numpy": a division by zero gives inf/NaN instead of raising, so that the ~20
+# divisions per segment carry no test-and-branch each (measured: ~2 ms of 27 on the bench's 1M
+# segments). On validated input no divisor here is zero (lengths, limits, ``stale_after_s`` and
+# ``free_flow_interval_s`` are > 0; sums are tested > 0 before they divide) but one:
+# ``queue_vehicle_length_m`` may be 0 (``TravelSpeedParams``), which with smoothing by occupancy
+# gives NaN speeds where it used to raise. (The helpers it calls keep numba's default model.)
+@njit(cache=True, nogil=True, error_model="numpy")
 def update_segments(
     tick_ts: float,
     held_params: tuple[float, ...],
@@ -824,12 +863,13 @@ def update_segments(
                         done_m = ff_interval[s, 1]
                         done_s = ff_interval[s, 2]
                         if done_k == done_k and done_s > 0.0 and ff_interval[s, 3] > 0.0:
-                            ff = _free_flow_sample(
+                            ff = _free_flow_sample_at(
                                 3.6 * done_m / done_s,
                                 limit,
                                 ff,
                                 free_flow_default_kmh[s],
-                                ff_hist[s],
+                                ff_hist,
+                                s,
                                 ff_samples,
                                 s,
                                 ff_hist_cap,

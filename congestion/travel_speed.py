@@ -171,6 +171,10 @@ class TravelSpeedParams:
             raise ValueError(f"travel-speed queue_occupancy = {self.queue_occupancy}: expected 0..1")
         if not (self.stop_accel_ms2 > 0 and self.stop_decel_ms2 > 0):
             raise ValueError("travel-speed stop_accel_ms2 / stop_decel_ms2: expected > 0")
+        if not (self.queue_vehicle_length_m > 0 and self.saturation_flow_veh_h > 0):
+            # Divisors of the tick (the queue's density; Webster's degree of saturation), which
+            # the kernel divides by without a zero check (``error_model="numpy"``).
+            raise ValueError("travel-speed queue_vehicle_length_m / saturation_flow_veh_h: expected > 0")
         if self.upstream_queue_share > 1:
             raise ValueError(
                 f"travel-speed upstream_queue_share = {self.upstream_queue_share}: expected 0..1"

@@ -12,7 +12,7 @@ from congestion import EngineSettings
 from congestion import _kernels as k
 from congestion.engine import _held_params, _spot_only, _spot_params
 from congestion.levels import RATIO_UPPER_BOUNDS, SEVERE_LEVEL, TPI_RATIO_KNOTS, TPI_VALUE_KNOTS
-from congestion.state import DetectorState, SegmentHeld, SegmentScratch
+from congestion.state import FF_BINS, DetectorState, SegmentHeld, SegmentScratch
 from congestion.travel_speed import TravelSpeedParams
 from congestion.types import ReadingBatch
 
@@ -448,3 +448,30 @@ def test_first_invalid_reading(detector_index: list[int], ts: list[float], want:
     row, newest = k.first_invalid_reading(np.array(detector_index, np.int32), np.array(ts, np.float64), 3)
     assert row == want
     assert newest == want_newest
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_free_flow_sample_at_row_matches_numpy(seed: int) -> None:
+    """``_free_flow_sample_at`` (what ``update_segments`` calls: the histogram as one row of the
+    table, indexed in place) learns segment ``s``'s free flow as the numpy reference of
+    ``test_congestion_travel_speed`` does, halves its row at the cap, and leaves other rows
+    alone."""
+    from tests.congestion.test_congestion_travel_speed import _ref_free_flow
+
+    rng = np.random.default_rng(seed)
+    limit, default, min_samples = 60.0, 54.0, 3.0
+    n_segments, s = 5, int(rng.integers(0, 5))
+    hist = rng.integers(0, 4, (n_segments, FF_BINS)).astype(np.uint16)
+    hist[s] = 0
+    others = np.delete(hist, s, axis=0).copy()
+    samples = np.zeros(n_segments, dtype=np.uint32)
+    ff = default
+    speeds = rng.uniform(3.0, 90.0, 200).tolist()
+    for n, v in enumerate(speeds, start=1):
+        ff = float(k._free_flow_sample_at(v, limit, ff, default, hist, s, samples, s, 1e9, min_samples))
+        assert int(samples[s]) == n == int(hist[s].sum())
+        assert ff == pytest.approx(_ref_free_flow(speeds[:n], limit, default, min_samples), rel=1e-6)
+    k._free_flow_sample_at(30.0, limit, ff, default, hist, s, samples, s, 150.0, min_samples)
+    assert int(samples[s]) == int(hist[s].sum()) < 150
+    np.testing.assert_array_equal(np.delete(hist, s, axis=0), others)
+    assert not np.delete(samples, s).any()

@@ -559,3 +559,11 @@ def test_empty_lane_after_a_queue_is_the_queue_standing(make_registry, make_batc
     assert short[:3] == crawl[:3] and crawl[3] < crawl[2] and short[3] > short[2] + 1.5
     with pytest.raises(ValueError, match="queue_speed_fraction_of_limit"):
         EngineSettings(queue_speed_fraction_of_limit=-0.1)
+
+
+@pytest.mark.parametrize("field", ["queue_vehicle_length_m", "saturation_flow_veh_h"])
+def test_divisors_of_the_tick_must_be_positive(field: str) -> None:
+    """The kernel divides by these without a zero check (``error_model="numpy"``): a zero must be
+    refused where the parameters are built, naming the field."""
+    with pytest.raises(ValueError, match=field):
+        TravelSpeedParams(**{field: 0.0})
