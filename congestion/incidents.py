@@ -143,6 +143,12 @@ class IncidentSettings:
     #: the loop in the gap between two cars, not a starved lane, until the loop sees a vehicle
     #: pass at speed again (the engine's queue memory, ``engine.queue_speed_fraction_of_limit``).
     lane_queue_speed_fraction: float = 0.3
+    #: Lane test: only on a segment whose recent travel speed (the median of its history) is
+    #: above this share of its free flow, GB/T 33171's boundary of moderate congestion. In a
+    #: queue a lane's share of the flow is set by what discharges at the junction (a vehicle
+    #: waiting to turn holds its lane), not by the drivers' choice of lane, and a lane blocked
+    #: inside a queue changes nothing the loops can tell apart.
+    lane_min_speed_ratio: float = 0.4
     #: Lane test: the other lanes must have carried at least this share of what the starved lane
     #: lost (both against their own rates in the older history). A lane blocked on this segment
     #: sends its vehicles into the other lanes, past the same loops; a lane emptied *upstream*
@@ -173,6 +179,7 @@ class IncidentSettings:
             "lane_drop_min",
             "recover_lane_share",
             "lane_queue_speed_fraction",
+            "lane_min_speed_ratio",
         ):
             if getattr(self, name) >= 1:
                 raise ValueError(f"[incidents] {name} = {getattr(self, name)!r}: expected a share below 1")
@@ -562,6 +569,9 @@ class IncidentDetector:
                 & ~(down_ratio < cfg.downstream_ratio_min)
             )
         lane_test, lane_det, lane_share_before, lane_share_now, lane_began = self._lane_test(st["det_fresh"])
+        # Not inside a queue (``lane_min_speed_ratio``); a segment without a recent speed keeps it.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lane_test &= ~(speed_base / ff <= cfg.lane_min_speed_ratio)
         if cfg.require_both:
             candidate = (occ_test & speed_test) | lane_test
         else:

@@ -315,6 +315,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
             0.01,
             0.99,
         ),
+        "lane_min_speed_ratio": Key(
+            (int, float),
+            0.4,
+            "lane test: only where the segment's recent speed / free flow is above this",
+            0.01,
+            0.99,
+        ),
     },
     "api": {
         "listen": Key(str, "127.0.0.1:8080", "HTTP service address HOST:PORT"),

@@ -14,10 +14,10 @@ from congestion import _incident_kernels as ik
 from congestion.incidents import IncidentDetector, IncidentSettings
 
 
-def _states(ts: float, n: int) -> SegmentStates:
+def _states(ts: float, n: int, speed_kmh: float = 45.0) -> SegmentStates:
     return SegmentStates(
         ts=ts,
-        speed_kmh=np.full(n, 45.0, dtype=np.float32),
+        speed_kmh=np.full(n, speed_kmh, dtype=np.float32),
         free_flow_kmh=np.full(n, 50.0, dtype=np.float32),
         tti=np.full(n, np.nan, dtype=np.float32),
         level=np.zeros(n, dtype=np.int8),
@@ -49,9 +49,11 @@ def _run(
     settings: IncidentSettings | None = None,
     seed: int = 3,
     usable: list[bool] | None = None,
+    speed_kmh: float = 45.0,
 ):
     """Two lanes (9 and 6 vehicles a minute) until tick 25, then ``after(rng)`` gives the counts
-    and occupancies; returns the incidents opened. ``usable``: detector health's verdict."""
+    and occupancies; returns the incidents opened. ``usable``: detector health's verdict;
+    ``speed_kmh``: the segment's travel speed throughout (free flow 50 km/h)."""
     network = make_network(1, lanes=2)
     det = IncidentDetector(network, make_registry([0, 0], lane=[0, 1]), settings or IncidentSettings())
     if usable is not None:
@@ -66,7 +68,7 @@ def _run(
             c = [float(rng.poisson(9)), float(rng.poisson(6))]
             occ = [0.6 * c[0], 0.6 * c[1]]
         det.add_readings(_batch(ts, c, occ))
-        opened += det.update(_states(ts, 1))[0]
+        opened += det.update(_states(ts, 1, speed_kmh))[0]
     return opened
 
 
@@ -110,6 +112,29 @@ def test_blocked_lane_with_slow_vehicles_over_its_loop_is_still_found(make_netwo
     )
     # A blocked lane hands the other lane what it lost, compensation ≈ 1 ± noise: most runs pass.
     assert found >= 9 and found_strict <= 3, (found, found_strict)
+
+
+def test_lane_test_stays_out_of_a_queue(make_network, make_registry) -> None:
+    """The same collapse of one lane's count on a segment already crawling (15 km/h of a 50 km/h
+    free flow: ratio 0.3, under ``lane_min_speed_ratio``) is not an incident: in a queue the
+    lanes' shares follow what discharges at the junction. Found once the guard is lowered."""
+
+    def after(rng):
+        c = [float(rng.poisson(1.0)), float(rng.poisson(14))]
+        return c, [0.6 * c[0], 0.6 * c[1]]
+
+    def found(settings: IncidentSettings | None, speed: float) -> int:
+        return sum(
+            _found_within_5_ticks(
+                _run(make_network, make_registry, after, settings=settings, seed=s, speed_kmh=speed)
+            )
+            for s in SEEDS
+        )
+
+    unguarded = IncidentSettings(lane_min_speed_ratio=0.01)
+    assert found(None, 15.0) == 0
+    assert found(unguarded, 15.0) >= 9
+    assert found(None, 45.0) >= 9
 
 
 def test_standing_queue_over_the_lane_loop_is_not_a_starved_lane(make_network, make_registry) -> None:
