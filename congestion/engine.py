@@ -235,32 +235,14 @@ def _spot_only(
     return tuple(m), tuple(h)
 
 
-def _without_reverse(
-    network: RoadNetwork, indptr: np.ndarray, indices: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The adjacency without each segment's own reverse (the other direction of the same road):
-    its traffic runs the other way, so its queue says nothing about this segment's."""
-    segs = network.segments
-    _, codes = np.unique(np.concatenate([segs.from_node, segs.to_node]).astype(str), return_inverse=True)
-    n = len(segs)
-    from_c, to_c = codes[:n], codes[n:]
-    owner = np.repeat(np.arange(n), np.diff(indptr))
-    reverse = (from_c[indices] == to_c[owner]) & (to_c[indices] == from_c[owner])
-    keep = ~reverse
-    counts = np.bincount(owner[keep], minlength=n)
-    new_indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=new_indptr[1:])
-    return new_indptr, np.ascontiguousarray(indices[keep], dtype=np.int32)
-
-
 def _pass_through(network: RoadNetwork) -> np.ndarray:
     """Per segment: its downstream junction is a plain pass-through — one way on (its own reverse
     aside), taken by nobody else. Such a junction has no conflicting stream to give way to, so
     a signal there (e.g. an always-green light at the corner of a generated grid) costs no delay."""
     if len(network) == 0:
         return np.zeros(0, dtype=bool)
-    s_ptr, s_idx = _without_reverse(network, *network.successors_csr())
-    p_ptr, _ = _without_reverse(network, *network.predecessors_csr())
+    s_ptr, s_idx = network.successors_csr(reverse=False)
+    p_ptr, _ = network.predecessors_csr(reverse=False)
     n_pred = np.diff(p_ptr)
     one_way_on = np.flatnonzero(np.diff(s_ptr) == 1)
     out = np.zeros(len(network), dtype=bool)
@@ -352,8 +334,8 @@ class CongestionEngine:
         self._impute_params = (imputation or ImputationParams()).as_tuple()
         self._impute = estimator == "travel_speed"
         if self._impute:
-            self._succ = _without_reverse(network, *network.successors_csr())
-            self._pred = _without_reverse(network, *network.predecessors_csr())
+            self._succ = network.successors_csr(reverse=False)
+            self._pred = network.predecessors_csr(reverse=False)
             self._impute_scratch = (
                 np.empty(n_segments, dtype=np.int32),
                 np.empty(n_segments, dtype=np.float32),

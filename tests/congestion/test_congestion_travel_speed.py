@@ -508,11 +508,11 @@ def test_unusable_detectors_stop_feeding(make_registry, make_batch) -> None:
 
 
 def test_reverse_left_out_and_pass_through_junctions(make_pairs_network) -> None:
-    from congestion.engine import _pass_through, _without_reverse
+    from congestion.engine import _pass_through
 
     # s0: a->b, s1: b->c, s2: b->a (s0's reverse), s3: c->b (s1's reverse).
     net = make_pairs_network([("a", "b"), ("b", "c"), ("b", "a"), ("c", "b")])
-    ptr, idx = _without_reverse(net, *net.successors_csr())
+    ptr, idx = net.successors_csr(reverse=False)
     assert [sorted(idx[ptr[i]:ptr[i + 1]].tolist()) for i in range(4)] == [[1], [], [], [2]]
     # b joins two roads end to end (a corner): no conflicting stream, no signal delay.
     assert _pass_through(net).tolist() == [True, False, False, True]  # s1, s2: dead ends
