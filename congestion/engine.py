@@ -95,7 +95,7 @@ class EngineSettings:
     #: With no vehicle counted, occupancy at or above this (%) means a queue standing on the loop.
     stopped_occupancy_min_pct: float = 50.0
     #: Spot speed given to a queue standing on the loop (km/h).
-    stopped_speed_kmh: float = 3.0
+    stopped_speed_kmh: float = 2.0
     #: Spot speeds are clamped to this multiple of the segment's speed limit.
     max_speed_factor_of_limit: float = 1.5
     #: Weight (vehicle-equivalents) of evidence without vehicles: an empty interval, or a speed

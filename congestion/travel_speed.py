@@ -151,7 +151,7 @@ class TravelSpeedParams:
     queue_occupancy: float = 0.15
     upstream_queue_share: float = 0.75
     queue_vehicle_length_m: float = 5.5
-    stopped_speed_kmh: float = 3.0
+    stopped_speed_kmh: float = 2.0
     #: Running speeds are read as at most this multiple of the speed limit.
     run_speed_cap: float = 1.0
     #: Scale of the stop-start loss at a signal (0: none, the model before it).

@@ -68,7 +68,7 @@ def test_spot_speeds_match_reference(seed: int, n: int, settings: EngineSettings
         (12, 8.5, 42.1, 30, 42.1, 12.0),  # measured speed wins
         (0, 0.0, np.nan, 30, 45.0, 0.1),  # empty road: free flow, small weight
         (0, 1.0, np.nan, 30, 45.0, 0.1),  # "~zero" occupancy boundary is inclusive
-        (0, 50.0, np.nan, 30, 3.0, 1.0),  # standing queue (>= 50 % inclusive)
+        (0, 50.0, np.nan, 30, 2.0, 1.0),  # standing queue (>= 50 % inclusive): the stopped speed
         (0, 30.0, np.nan, 30, np.nan, 0.0),  # ambiguous: no evidence
         (5, 0.0, np.nan, 30, np.nan, 0.0),  # vehicles, no occupancy, no speed
         (0, 0.0, 0.0, 30, 1.0, 0.1),  # measured 0 km/h clamped up to 1
