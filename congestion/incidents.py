@@ -16,7 +16,8 @@ over the upstream loop) and starves it downstream:
     DOCCTD = (OCC_down(t−2) − OCC_down(t)) / OCC_down(t−2)  ≥ docctd_min   (onset only)
 
 Stations here are segments: the upstream station is the detectors of segment s, the downstream
-one those of its successors (mean occupancy). On signalised streets a loop upstream of a stop
+one those of its successors (mean occupancy; the segment's own reverse, reached by a U-turn, is
+not one of them). On signalised streets a loop upstream of a stop
 line is often in a standing queue while the next link flows freely, so a large OCCDF alone is
 recurrent, not an incident. The upstream occupancy must also have risen by ``occ_rise_min_pct``
 over the segment's own recent level (the median of the history before the persistence window),
@@ -48,6 +49,10 @@ the lane's occupancy at most ``lane_occ_slack_pct`` above its older mean and at 
 ``lane_max_occ_pct`` — a lane *starved*, not a standing queue over its loop). The pooled window
 is the test's persistence. It clears when the lane's share is back to ``recover_lane_share`` ×
 its share before.
+
+The lane test runs only on a segment whose recent travel speed is above ``lane_min_speed_ratio``
+× its free flow: in a queue a lane's share is set by what discharges at the junction, not by the
+drivers' choice of lane.
 
 A lane can also empty because its *feed* stopped upstream (in a gridlock, the vehicles that
 would use it are stuck at the previous junction); its share falls just the same. The two differ
