@@ -597,16 +597,10 @@ def _travel_time_given_delay(
 
 
 @njit(cache=True, nogil=True)
-def _top_ninth_ratio(hist: np.ndarray) -> tuple[float, float]:
-    """(mean of the top ninth of the samples, as speed / limit; number of samples) of one
-    free-flow histogram row (bin b covers [b, b+1) / n_bins; values taken at bin centres)."""
-    return _top_ninth_ratio_at(hist.reshape((1, hist.shape[0])), 0)  # type: ignore[no-any-return]
-
-
-@njit(cache=True, nogil=True)
-def _top_ninth_ratio_at(hist: np.ndarray, r: int) -> tuple[float, float]:
-    """``_top_ninth_ratio`` of row ``r`` of the histograms ``hist``, indexed in place (see
-    ``_free_flow_sample_at``)."""
+def _top_ninth_ratio(hist: np.ndarray, r: int) -> tuple[float, float]:
+    """(mean of the top ninth of the samples, as speed / limit; number of samples) of row ``r``
+    of the free-flow histograms ``hist`` (bin b covers [b, b+1) / n_bins; values taken at bin
+    centres), indexed in place (see ``_free_flow_sample``)."""
     n_bins = hist.shape[1]
     total = 0.0
     for b in range(n_bins):
@@ -631,29 +625,6 @@ def _free_flow_sample(
     limit: float,
     ff: float,
     ff_default: float,
-    row: np.ndarray,
-    ff_samples: np.ndarray,
-    s: int,
-    ff_hist_cap: float,
-    ff_min_samples: float,
-) -> np.float32:
-    """Add one interval speed to segment ``s``'s free-flow histogram ``row`` (speed / limit,
-    capped at the top bin; halved at ``ff_hist_cap`` samples) and return its free flow: the
-    mean of the top ninth (GB/T 33171 §7.2.1.2), at most the limit, once ``ff_min_samples``
-    are held, else ``ff_default``. The walk over the histogram is skipped for a sample well
-    below the current free flow (it only dilutes the top ninth a little) but every 16th."""
-    hist = row.reshape((1, row.shape[0]))
-    return _free_flow_sample_at(  # type: ignore[no-any-return]
-        v_kmh, limit, ff, ff_default, hist, 0, ff_samples, s, ff_hist_cap, ff_min_samples
-    )
-
-
-@njit(cache=True, nogil=True)
-def _free_flow_sample_at(
-    v_kmh: float,
-    limit: float,
-    ff: float,
-    ff_default: float,
     hist: np.ndarray,
     r: int,
     ff_samples: np.ndarray,
@@ -661,9 +632,14 @@ def _free_flow_sample_at(
     ff_hist_cap: float,
     ff_min_samples: float,
 ) -> np.float32:
-    """``_free_flow_sample`` with the histogram as row ``r`` of ``hist``, indexed in place:
-    ``update_segments`` calls it rather than pass a row view ``ff_hist[s]``, an array object with
-    a reference count whose handling, even on this rare path, slowed its loop (~0.7 ms of 25)."""
+    """Add one interval speed to row ``r`` of the free-flow histograms ``hist`` (speed / limit,
+    capped at the top bin; halved at ``ff_hist_cap`` samples, counted in ``ff_samples[s]``) and
+    return its free flow: the mean of the top ninth (GB/T 33171 §7.2.1.2), at most the limit,
+    once ``ff_min_samples`` are held, else ``ff_default``. The walk over the histogram is skipped
+    for a sample well below the current free flow (it only dilutes the top ninth a little) but
+    every 16th. The row is indexed in place rather than passed as a view ``ff_hist[s]``: a view
+    is an array object with a reference count whose handling, even on this rare path, slowed
+    ``update_segments``' loop (~0.7 ms of 25)."""
     n_bins = hist.shape[1]
     b = int(min(v_kmh, limit) / limit * n_bins)
     b = min(max(b, 0), n_bins - 1)
@@ -680,17 +656,17 @@ def _free_flow_sample_at(
         return np.float32(ff_default)
     ff_bin = int(np.float64(ff) / limit * n_bins)
     if b >= ff_bin - 2 or samples % 16 == 0 or samples < ff_min_samples + 1.0:
-        top, _ = _top_ninth_ratio_at(hist, r)
+        top, _ = _top_ninth_ratio(hist, r)
         return np.float32(min(top, 1.0) * limit)
     return np.float32(ff)
 
 
 # error_model="numpy": a division by zero gives inf/NaN instead of raising, so that the ~20
 # divisions per segment carry no test-and-branch each (measured: ~2 ms of 27 on the bench's 1M
-# segments). On validated input no divisor here is zero (lengths, limits, ``stale_after_s`` and
-# ``free_flow_interval_s`` are > 0; sums are tested > 0 before they divide) but one:
-# ``queue_vehicle_length_m`` may be 0 (``TravelSpeedParams``), which with smoothing by occupancy
-# gives NaN speeds where it used to raise. (The helpers it calls keep numba's default model.)
+# segments). On validated input no divisor here is zero: lengths, limits, ``stale_after_s`` and
+# ``free_flow_interval_s`` are > 0, ``TravelSpeedParams`` refuses a zero queue vehicle length or
+# saturation flow, and sums are tested > 0 before they divide. (The helpers it calls keep
+# numba's default model.)
 @njit(cache=True, nogil=True, error_model="numpy")
 def update_segments(
     tick_ts: float,
@@ -863,7 +839,7 @@ def update_segments(
                         done_m = ff_interval[s, 1]
                         done_s = ff_interval[s, 2]
                         if done_k == done_k and done_s > 0.0 and ff_interval[s, 3] > 0.0:
-                            ff = _free_flow_sample_at(
+                            ff = _free_flow_sample(
                                 3.6 * done_m / done_s,
                                 limit,
                                 ff,

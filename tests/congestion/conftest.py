@@ -33,39 +33,39 @@ def build_network(
     lanes: int | Sequence[int] | np.ndarray = 2,
     speed_limit_kmh: float | Sequence[float] | np.ndarray = 50.0,
     length_m: float | Sequence[float] | np.ndarray = 100.0,
+    signalised: bool = False,
 ) -> RoadNetwork:
-    """A chain of ``n_segments`` segments s0, s1, ... with no geometry and an empty graph."""
-    n = n_segments
-    none = np.full(n, None, dtype=object)
-    segments = SegmentTable(
-        segment_id=np.array([f"s{i}" for i in range(n)], dtype=object),
-        from_node=np.array([f"n{i}" for i in range(n)], dtype=object),
-        to_node=np.array([f"n{i + 1}" for i in range(n)], dtype=object),
-        length_m=np.broadcast_to(np.asarray(length_m, dtype=np.float64), (n,)).copy(),
-        lanes=np.broadcast_to(np.asarray(lanes, dtype=np.int16), (n,)).copy(),
-        road_class=np.zeros(n, dtype=np.int8),
-        speed_limit_kmh=np.broadcast_to(np.asarray(speed_limit_kmh, dtype=np.float32), (n,)).copy(),
-        name=np.full(n, "", dtype=object),
-        geometry=none,
-        geometry_m=none.copy(),
-        junction_signalised=np.zeros(n, dtype=bool),
+    """A chain of ``n_segments`` segments s0, s1, ... (n0 -> n1 -> ...) with no geometry and an
+    empty graph."""
+    return build_pairs_network(
+        [(f"n{i}", f"n{i + 1}") for i in range(n_segments)],
+        lanes=lanes,
+        speed_limit_kmh=speed_limit_kmh,
+        length_m=length_m,
+        signalised=signalised,
     )
-    return RoadNetwork(graph=nx.MultiDiGraph(), segments=segments, source="test", has_lonlat=False)
 
 
-def build_pairs_network(pairs: Sequence[tuple[str, str]], *, signalised: bool = True) -> RoadNetwork:
-    """Segments s0, s1, ... from (from_node, to_node) pairs: 100 m, one lane, 50 km/h, a signal
-    at every downstream junction unless ``signalised`` is False."""
+def build_pairs_network(
+    pairs: Sequence[tuple[str, str]],
+    *,
+    lanes: int | Sequence[int] | np.ndarray = 1,
+    speed_limit_kmh: float | Sequence[float] | np.ndarray = 50.0,
+    length_m: float | Sequence[float] | np.ndarray = 100.0,
+    signalised: bool = True,
+) -> RoadNetwork:
+    """Segments s0, s1, ... from (from_node, to_node) pairs (one lane, 100 m, 50 km/h unless
+    given), a signal at every downstream junction unless ``signalised`` is False."""
     n = len(pairs)
     none = np.full(n, None, dtype=object)
     segments = SegmentTable(
         segment_id=np.array([f"s{i}" for i in range(n)], dtype=object),
         from_node=np.array([a for a, _ in pairs], dtype=object),
         to_node=np.array([b for _, b in pairs], dtype=object),
-        length_m=np.full(n, 100.0),
-        lanes=np.ones(n, dtype=np.int16),
+        length_m=np.broadcast_to(np.asarray(length_m, dtype=np.float64), (n,)).copy(),
+        lanes=np.broadcast_to(np.asarray(lanes, dtype=np.int16), (n,)).copy(),
         road_class=np.zeros(n, dtype=np.int8),
-        speed_limit_kmh=np.full(n, 50.0, dtype=np.float32),
+        speed_limit_kmh=np.broadcast_to(np.asarray(speed_limit_kmh, dtype=np.float32), (n,)).copy(),
         name=np.full(n, "", dtype=object),
         geometry=none,
         geometry_m=none.copy(),

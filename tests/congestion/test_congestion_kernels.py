@@ -451,8 +451,8 @@ def test_first_invalid_reading(detector_index: list[int], ts: list[float], want:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_free_flow_sample_at_row_matches_numpy(seed: int) -> None:
-    """``_free_flow_sample_at`` (what ``update_segments`` calls: the histogram as one row of the
+def test_free_flow_sample_row_matches_numpy(seed: int) -> None:
+    """``_free_flow_sample`` (what ``update_segments`` calls: the histogram as one row of the
     table, indexed in place) learns segment ``s``'s free flow as the numpy reference of
     ``test_congestion_travel_speed`` does, halves its row at the cap, and leaves other rows
     alone."""
@@ -468,10 +468,10 @@ def test_free_flow_sample_at_row_matches_numpy(seed: int) -> None:
     ff = default
     speeds = rng.uniform(3.0, 90.0, 200).tolist()
     for n, v in enumerate(speeds, start=1):
-        ff = float(k._free_flow_sample_at(v, limit, ff, default, hist, s, samples, s, 1e9, min_samples))
+        ff = float(k._free_flow_sample(v, limit, ff, default, hist, s, samples, s, 1e9, min_samples))
         assert int(samples[s]) == n == int(hist[s].sum())
         assert ff == pytest.approx(_ref_free_flow(speeds[:n], limit, default, min_samples), rel=1e-6)
-    k._free_flow_sample_at(30.0, limit, ff, default, hist, s, samples, s, 150.0, min_samples)
+    k._free_flow_sample(30.0, limit, ff, default, hist, s, samples, s, 150.0, min_samples)
     assert int(samples[s]) == int(hist[s].sum()) < 150
     np.testing.assert_array_equal(np.delete(hist, s, axis=0), others)
     assert not np.delete(samples, s).any()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import networkx as nx
 import numpy as np
 import pytest
 
@@ -20,7 +19,7 @@ from congestion.travel_speed import (
     travel_time_reference,
     webster_delay_reference,
 )
-from roadgraph.network import RoadNetwork, SegmentTable
+from roadgraph.network import RoadNetwork
 
 SEEDS = [0, 1, 2]
 
@@ -133,7 +132,7 @@ def test_top_ninth_matches_numpy(seed: int) -> None:
         need = len(top) / 9
         whole = int(np.floor(need))
         want = (top[:whole].sum() + (need - whole) * (top[whole] if whole < len(top) else 0)) / need
-        got, total = k._top_ninth_ratio(hist.astype(np.uint16))
+        got, total = k._top_ninth_ratio(hist.astype(np.uint16)[None, :], 0)
         assert total == len(samples)
         assert got == pytest.approx(want, rel=1e-9)
 
@@ -143,27 +142,18 @@ def test_top_ninth_matches_numpy(seed: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def chain_network(n: int = 4, signalised: bool = True) -> RoadNetwork:
-    ids = np.array([f"s{i}" for i in range(n)], dtype=object)
-    none = np.full(n, None, dtype=object)
-    segments = SegmentTable(
-        segment_id=ids,
-        from_node=np.array([f"n{i}" for i in range(n)], dtype=object),
-        to_node=np.array([f"n{i + 1}" for i in range(n)], dtype=object),
-        length_m=np.full(n, 200.0),
-        lanes=np.full(n, 2, dtype=np.int16),
-        road_class=np.zeros(n, dtype=np.int8),
-        speed_limit_kmh=np.full(n, 50.0, dtype=np.float32),
-        name=np.full(n, "", dtype=object),
-        geometry=none,
-        geometry_m=none.copy(),
-        junction_signalised=np.full(n, signalised),
-    )
-    return RoadNetwork(graph=nx.MultiDiGraph(), segments=segments, source="test", has_lonlat=False)
+@pytest.fixture
+def chain(make_network):
+    """``chain(n=4, signalised=True)``: segments s0 -> s1 -> ... of 200 m and two lanes."""
+
+    def build(n: int = 4, signalised: bool = True) -> RoadNetwork:
+        return make_network(n, lanes=2, length_m=200.0, signalised=signalised)
+
+    return build
 
 
-def test_imputation_marks_and_never_overrides(make_registry, make_batch) -> None:
-    net = chain_network()
+def test_imputation_marks_and_never_overrides(chain, make_registry, make_batch) -> None:
+    net = chain()
     reg = make_registry([0, 2])
     engine = CongestionEngine(net, reg, EngineSettings())
     engine.add_readings(
@@ -324,27 +314,27 @@ def test_imputation_kernel_second_hop_and_profile() -> None:
     assert conf[2] < conf[1] < conf[0]
 
 
-def test_standing_queue_reads_low_and_priority_beats_signal(make_registry, make_batch) -> None:
+def test_standing_queue_reads_low_and_priority_beats_signal(chain, make_registry, make_batch) -> None:
     speeds = {}
     for sig in (True, False):
-        engine = CongestionEngine(chain_network(1, signalised=sig), make_registry([0]), EngineSettings())
+        engine = CongestionEngine(chain(1, signalised=sig), make_registry([0]), EngineSettings())
         engine.add_readings(make_batch([0], [60.0], count=[8.0], occupancy_pct=[4.0], speed_kmh=[45.0]))
         speeds[sig] = float(engine.tick(60.0).states.speed_kmh[0])
     assert speeds[True] < speeds[False] <= 45.0
-    engine = CongestionEngine(chain_network(1), make_registry([0]), EngineSettings())
+    engine = CongestionEngine(chain(1), make_registry([0]), EngineSettings())
     engine.add_readings(make_batch([0], [60.0], count=[1.0], occupancy_pct=[70.0], speed_kmh=[30.0]))
     st = engine.tick(60.0).states
     assert st.speed_kmh[0] < 5.0 and st.level[0] == 5
 
 
 @pytest.mark.parametrize("by_occupancy", [0.0, 1.0])
-def test_smoothing_follows_reference(make_registry, make_batch, by_occupancy: float) -> None:
+def test_smoothing_follows_reference(chain, make_registry, make_batch, by_occupancy: float) -> None:
     """Total distance / total time over exponentially decayed ticks (``travel_speed`` docs)."""
     settings = EngineSettings(
         smoothing_tau_s=120.0, smoothing_min_weight_veh=0.5, smoothing_weight_by_occupancy=by_occupancy
     )
     params = TravelSpeedParams()
-    engine = CongestionEngine(chain_network(1, signalised=False), make_registry([0]), settings, model=params)
+    engine = CongestionEngine(chain(1, signalised=False), make_registry([0]), settings, model=params)
     dist = time_s = 0.0
     length = 200.0
     for i, (count, occ, v) in enumerate([(10.0, 3.0, 40.0), (4.0, 6.0, 20.0), (20.0, 5.0, 45.0)]):
@@ -395,26 +385,26 @@ def test_free_flow_sample_matches_numpy(seed: int) -> None:
     """``_free_flow_sample`` (one interval speed into the histogram) against the reference."""
     rng = np.random.default_rng(seed)
     limit, default, min_samples = 50.0, 45.0, 3.0
-    row = np.zeros(FF_BINS, dtype=np.uint16)
+    row = np.zeros((1, FF_BINS), dtype=np.uint16)  # the histograms of one segment
     samples = np.zeros(1, dtype=np.uint32)
     ff = default
     speeds = rng.uniform(3.0, 70.0, 300).tolist()
     for n, v in enumerate(speeds, start=1):
-        ff = float(k._free_flow_sample(v, limit, ff, default, row, samples, 0, 1e9, min_samples))
+        ff = float(k._free_flow_sample(v, limit, ff, default, row, 0, samples, 0, 1e9, min_samples))
         assert int(samples[0]) == n == int(row.sum())
         assert ff == pytest.approx(_ref_free_flow(speeds[:n], limit, default, min_samples), rel=1e-6)
         assert ff <= limit
     # At the history cap the row is halved, the count kept in step with it.
-    k._free_flow_sample(30.0, limit, ff, default, row, samples, 0, 300.0, min_samples)
+    k._free_flow_sample(30.0, limit, ff, default, row, 0, samples, 0, 300.0, min_samples)
     assert int(samples[0]) == int(row.sum()) < 300
 
 
-def test_free_flow_learned_from_interval_speeds(make_registry, make_batch) -> None:
+def test_free_flow_learned_from_interval_speeds(chain, make_registry, make_batch) -> None:
     """Free flow = top ninth of 5-minute space-mean speeds (distance / time of the interval's
     ticks, GB/T 33171 §7.2.1.2), not of per-tick or smoothed speeds; empty intervals give none."""
     settings = EngineSettings(free_flow_min_samples=4, free_flow_interval_s=300.0)
     params = TravelSpeedParams()
-    engine = CongestionEngine(chain_network(1, signalised=False), make_registry([0]), settings, model=params)
+    engine = CongestionEngine(chain(1, signalised=False), make_registry([0]), settings, model=params)
     default = float(engine.states.free_flow_kmh[0])
     rng = np.random.default_rng(5)
     length, limit = 200.0, 50.0
@@ -448,8 +438,8 @@ def test_free_flow_learned_from_interval_speeds(make_registry, make_batch) -> No
     assert float(st.free_flow_kmh[0]) <= limit
 
 
-def test_export_import_round_trip(make_registry, make_batch) -> None:
-    net = chain_network()
+def test_export_import_round_trip(chain, make_registry, make_batch) -> None:
+    net = chain()
     # 2-minute free-flow intervals: some learned by the snapshot, one still being summed.
     settings = EngineSettings(free_flow_min_samples=2, free_flow_interval_s=120.0)
     a = CongestionEngine(net, make_registry([0, 2]), settings)
@@ -493,8 +483,8 @@ def test_export_import_round_trip(make_registry, make_batch) -> None:
         b.import_state({**state, "version": 99})
 
 
-def test_unusable_detectors_stop_feeding(make_registry, make_batch) -> None:
-    engine = CongestionEngine(chain_network(2), make_registry([0, 1]), EngineSettings())
+def test_unusable_detectors_stop_feeding(chain, make_registry, make_batch) -> None:
+    engine = CongestionEngine(chain(2), make_registry([0, 1]), EngineSettings())
     engine.set_detector_usable(np.array([True, False]))
     engine.add_readings(
         make_batch([0, 1], [60.0, 60.0], count=[10.0, 10.0], occupancy_pct=[3.0, 3.0], speed_kmh=[40.0, 40.0])
@@ -531,13 +521,13 @@ def test_longer_cycle_and_shorter_green_mean_more_delay() -> None:
     assert webster_delay_reference(flow, p, np.array([120.0]), None)[0] == pytest.approx(base[0] * 120 / 90)
 
 
-def test_empty_lane_after_a_queue_is_the_queue_standing(make_registry, make_batch) -> None:
+def test_empty_lane_after_a_queue_is_the_queue_standing(chain, make_registry, make_batch) -> None:
     """Lane 1's loop sees a crawl, then nobody and nothing for minutes while lane 0 flows: the
     queue is standing with the loop in a gap (read as a queue), not an empty lane — until the
     empty intervals have lasted ``stale_after_s``; an empty interval after free flow stays empty."""
 
     def run(first_speed: float, settings: EngineSettings, minutes: int) -> list[float]:
-        net = chain_network(1, signalised=False)
+        net = chain(1, signalised=False)
         engine = CongestionEngine(net, make_registry([0, 0], lane=[0, 1]), settings)
         speeds = []
         for m in range(minutes):
