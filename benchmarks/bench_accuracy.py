@@ -397,6 +397,10 @@ class Judged:
     imputed: np.ndarray
     #: ``neighbour_oracle_levels`` of the rows (0 for looped ones).
     oracle_level: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+    #: The engine's free flow and the truth's (``truth_free_flow``) of each row, for
+    #: ``oracle_split``.
+    est_free_flow: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    true_free_flow: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def judge(
@@ -412,7 +416,8 @@ def judge(
     ff_true = truth_free_flow(t300, limit)
     peak = sc.peak_start_s
     rows: dict[str, list[tuple]] = {"5min": [], "1min": []}
-    for ts, speed, _ff, level, imputed in replay_states(replay, engine):
+    ff_rows: dict[str, list[tuple[float, float]]] = {"5min": [], "1min": []}
+    for ts, speed, ff, level, imputed in replay_states(replay, engine):
         for res, truth, span in (("5min", t300, 300.0), ("1min", t60, 60.0)):
             if res == "1min" and not minutes:
                 continue
@@ -428,12 +433,37 @@ def judge(
                 rows[res].append(
                     (ts, edge, edge in sc.loop_edges, float(speed[i]), int(level[i]), v, tl, bool(imputed[i]))
                 )
+                ff_rows[res].append((float(ff[i]), ff_true[edge]))
     out = {}
     for res, rr in rows.items():
         cols: list[tuple[object, ...]] = list(zip(*rr, strict=True)) if rr else [()] * 8
         out[res] = Judged(*(np.asarray(c) for c in cols))
         out[res].oracle_level = neighbour_oracle_levels(network, rr, ff_true)
+        out[res].est_free_flow, out[res].true_free_flow = (
+            np.asarray(c, dtype=np.float64) for c in (zip(*ff_rows[res], strict=True) if rr else ((), ()))
+        )
     return out
+
+
+def oracle_split(j: Judged) -> dict[str, float]:
+    """Where the looped rows' level error comes from. A level is speed ÷ free flow on each side;
+    swapping in the truth's free flow (``true_ff``) leaves only the speed's error, swapping in the
+    truth's speed (``true_speed``) only the free flow's. Each alone still misses the level where
+    the other is wrong; the two together would be the truth."""
+    looped = j.looped.astype(bool)
+    if not looped.any() or len(j.est_free_flow) != len(j.looped):
+        return {}
+    truth = j.true_level[looped]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        speed_only = level_from_ratio(j.est_speed[looped] / j.true_free_flow[looped])
+        ff_only = level_from_ratio(j.true_speed[looped] / j.est_free_flow[looped])
+        ff_ratio = j.true_free_flow[looped] / j.est_free_flow[looped]
+    return {
+        "looped_level_agreement": float((j.est_level[looped] == truth).mean()),
+        "agreement_with_true_free_flow": float((speed_only == truth).mean()),
+        "agreement_with_true_speed": float((ff_only == truth).mean()),
+        "true_over_engine_free_flow_median": float(np.nanmedian(ff_ratio)),
+    }
 
 
 def neighbour_oracle_levels(network: object, rows: list[tuple], ff_true: dict[str, float]) -> np.ndarray:
@@ -637,6 +667,27 @@ def validate(scenarios: dict[str, Scenario], folds: int) -> dict[str, object]:
     return out
 
 
+def print_oracle_split(split: dict[str, dict[str, float]]) -> None:
+    """The table of ``oracle_split`` (travel-speed model, 5-min rows with loops)."""
+    print("\nLooped level agreement (5 min): the engine's, then with the truth's free flow in place of")
+    print("its own (what the speed error alone costs), then with the truth's speed (the free flow's)")
+    print(f"{'scenario':<19} {'engine':>7} {'true ff':>8} {'true speed':>10} {'ff true/engine':>15}")
+    for kind, plural in (("grid", "grids"), ("city", "cities")):
+        rows = {n: m for n, m in split.items() if m and SCENARIOS[n].kind == kind}
+        for name, m in rows.items():
+            print(
+                f"{name:<19} {m['looped_level_agreement']:>7.1%} {m['agreement_with_true_free_flow']:>8.1%} "
+                f"{m['agreement_with_true_speed']:>10.1%} {m['true_over_engine_free_flow_median']:>15.2f}"
+            )
+        if rows:
+            mean = {k: float(np.mean([m[k] for m in rows.values()])) for k in next(iter(rows.values()))}
+            print(
+                f"{'mean of ' + plural:<19} {mean['looped_level_agreement']:>7.1%} "
+                f"{mean['agreement_with_true_free_flow']:>8.1%} {mean['agreement_with_true_speed']:>10.1%} "
+                f"{mean['true_over_engine_free_flow_median']:>15.2f}"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small grid and West Oakland only")
@@ -684,6 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header)
     print("-" * len(header))
+    split: dict[str, dict[str, float]] = {}
     for name, sc in scenarios.items():
         t0 = time.perf_counter()
         judged = run_scenario(sc)
@@ -702,10 +754,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"{m.get('unlooped_neighbour_oracle_agreement', np.nan):>10.1%}",
                     flush=True,
                 )
+        per["oracle_split"] = split[name] = oracle_split(judged["travel_speed"]["5min"])
         if not args.no_plots:
             per["plots"] = plots(name, judged)
         per["seconds"] = time.perf_counter() - t0
         result["scenarios"][name] = per  # type: ignore[index]
+    print_oracle_split(split)
     result["seconds_total"] = time.perf_counter() - started
     path = OUT_DIR / "bench_accuracy.json"
     path.write_text(json.dumps(result, indent=2, default=float) + "\n")

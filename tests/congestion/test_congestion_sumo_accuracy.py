@@ -40,6 +40,40 @@ def test_model_beats_naive_on_a_small_grid(tmp_path) -> None:
     unlooped = ~j.looped.astype(bool)
     assert unlooped.any() and j.imputed[unlooped].all() and not j.imputed[~unlooped].any()
     assert np.isfinite(j.est_speed[unlooped]).mean() > 0.9
+    # The oracle split judges the same rows: its own agreement is the engine's.
+    from benchmarks.bench_accuracy import oracle_split
+
+    split = oracle_split(j)
+    assert split["looped_level_agreement"] == model["looped_level_agreement"]
+    assert np.isfinite(j.est_free_flow).all() and (j.true_free_flow > 0).all()
+
+
+def test_oracle_split_puts_the_error_on_the_side_that_is_wrong() -> None:
+    from benchmarks.bench_accuracy import Judged, oracle_split
+    from congestion.levels import level_from_ratio
+
+    true_speed = np.array([45.0, 30.0, 18.0, 9.0])
+    true_ff = np.full(4, 50.0)
+    true_level = level_from_ratio(true_speed / true_ff)
+
+    def judged(est_speed: np.ndarray, est_ff: np.ndarray) -> Judged:
+        j = Judged(
+            ts=np.arange(4.0), edge=np.array(list("abcd")), looped=np.ones(4, dtype=bool),
+            est_speed=est_speed, est_level=level_from_ratio(est_speed / est_ff),
+            true_speed=true_speed, true_level=true_level, imputed=np.zeros(4, dtype=bool),
+        )
+        j.est_free_flow, j.true_free_flow = est_ff, true_ff
+        return j
+
+    # Right speeds, free flow 40 % too low: every level but the free one reads too light.
+    ff_wrong = oracle_split(judged(true_speed.copy(), np.full(4, 30.0)))
+    assert ff_wrong["agreement_with_true_free_flow"] == 1.0
+    assert ff_wrong["looped_level_agreement"] == ff_wrong["agreement_with_true_speed"] < 1.0
+    assert ff_wrong["true_over_engine_free_flow_median"] == pytest.approx(50 / 30)
+    # Right free flow, speeds 40 % too high: the other way round.
+    speed_wrong = oracle_split(judged(true_speed * 1.4, true_ff.copy()))
+    assert speed_wrong["agreement_with_true_speed"] == 1.0
+    assert speed_wrong["looped_level_agreement"] == speed_wrong["agreement_with_true_free_flow"] < 1.0
 
 
 @pytest.mark.parametrize(
