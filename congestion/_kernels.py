@@ -570,6 +570,19 @@ def _segment_travel_time(
 
 
 @njit(cache=True, nogil=True)
+def _upstream_queue_share(occupancy: float, model_params: tuple[float, ...]) -> float:
+    """Share of the stretch upstream of the loop taken as queued (``congestion.travel_speed``,
+    step 3): ``upstream_queue_share`` when the queue just reaches the loop (occupancy at
+    ``queue_occupancy``), rising linearly to all of it at a loop covered all the time."""
+    start = model_params[TS_QUEUE_OCCUPANCY]
+    a = model_params[TS_UPSTREAM_QUEUE_SHARE]
+    if start >= 1.0:
+        return a
+    rise = min(max((occupancy - start) / (1.0 - start), 0.0), 1.0)
+    return a + (1.0 - a) * rise
+
+
+@njit(cache=True, nogil=True)
 def _travel_time_given_delay(
     v_h_kmh: float,
     flow_veh_h: float,
@@ -588,7 +601,7 @@ def _travel_time_given_delay(
     if occupancy >= model_params[TS_QUEUE_OCCUPANCY]:
         v_q = flow_veh_h / 3600.0 * model_params[TS_QUEUE_VEHICLE_LENGTH_M] / occupancy
         v_q = max(v_q, model_params[TS_STOPPED_SPEED_KMH] / 3.6)
-        a = model_params[TS_UPSTREAM_QUEUE_SHARE]
+        a = _upstream_queue_share(occupancy, model_params)
         t_queue = length_m * (1.0 - loop_position) / v_q + length_m * loop_position * (
             a / v_q + (1.0 - a) / v_h
         )

@@ -75,7 +75,15 @@ Model
        T_queue = L·(1 − p) / v_q  +  L·p · (α / v_q + (1 − α) / v_h)
 
    the stretch from the loop to the stop line is in the queue, the stretch upstream of the loop is
-   in it with weight ``α`` (``upstream_queue_share``; fitted), the rest runs at ``v_h``.
+   in it with weight ``α``, the rest runs at ``v_h``. How far the queue reaches back past the loop
+   grows with how much of the time it covers the loop: α is ``upstream_queue_share`` (fitted:
+   0.25) when the queue just reaches the loop (o = ``queue_occupancy``) and rises linearly to 1
+   at a loop covered all the time (o = 1)::
+
+       α = a + (1 − a) · (o − o_q) / (1 − o_q)
+
+   (A constant α = 0.75, the model before, read light queues too slow and standing ones too
+   fast: on SUMO grids the speed at true level 4 was 0.83× the truth, at level 5 1.42×.)
 
 4. ``T = max(T_run + d, T_queue)``, ``speed = L / T``.
 
@@ -149,7 +157,7 @@ class TravelSpeedParams:
     signal_delay_factor: float = 0.8
     priority_delay_s: float = 0.0
     queue_occupancy: float = 0.15
-    upstream_queue_share: float = 0.75
+    upstream_queue_share: float = 0.25
     queue_vehicle_length_m: float = 5.5
     stopped_speed_kmh: float = 2.0
     #: Running speeds are read as at most this multiple of the speed limit.
@@ -232,6 +240,16 @@ def stop_loss_reference(
     return p.stop_loss_factor * stops * loss
 
 
+def upstream_queue_share_reference(occupancy: float | np.ndarray, p: TravelSpeedParams) -> np.ndarray:
+    """α of step 3 (numpy twin of ``_kernels._upstream_queue_share``): ``upstream_queue_share``
+    at ``queue_occupancy``, rising linearly to 1 at occupancy 1."""
+    occ = np.asarray(occupancy, dtype=np.float64)
+    if p.queue_occupancy >= 1.0:
+        return np.full(occ.shape, p.upstream_queue_share)
+    rise = np.clip((occ - p.queue_occupancy) / (1.0 - p.queue_occupancy), 0.0, 1.0)
+    return p.upstream_queue_share + (1.0 - p.upstream_queue_share) * rise
+
+
 def travel_time_reference(
     *,
     v_h_kmh: np.ndarray,
@@ -264,6 +282,6 @@ def travel_time_reference(
         v_q = np.asarray(flow_veh_h, dtype=np.float64) / 3600.0 * p.queue_vehicle_length_m / occ
     v_q = np.maximum(np.nan_to_num(v_q, nan=0.0), p.stopped_speed_kmh / 3.6)
     pos = np.asarray(loop_position, dtype=np.float64)
-    a = p.upstream_queue_share
+    a = upstream_queue_share_reference(occ, p)
     t_queue = length * (1 - pos) / v_q + length * pos * (a / v_q + (1 - a) / v_h)
     return np.where(queued, np.maximum(t_run + delay, t_queue), t_run + delay)

@@ -106,7 +106,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
             (int, float), 0.15, "loop occupancy (fraction) from which a queue over it is assumed", 0.01, 1
         ),
         "upstream_queue_share": Key(
-            (int, float), 0.75, "share of the segment upstream of the loop taken as queued too", 0, 1
+            (int, float),
+            0.25,
+            "share of the segment upstream of the loop taken as queued when the queue just reaches"
+            " the loop; rises to 1 at a loop covered all the time",
+            0,
+            1,
         ),
         "queue_vehicle_length_m": Key(
             (int, float), 5.5, "effective vehicle length for the density of a queue, metres", 2, 30

@@ -17,6 +17,7 @@ from congestion.travel_speed import (
     TravelSpeedParams,
     stop_loss_reference,
     travel_time_reference,
+    upstream_queue_share_reference,
     webster_delay_reference,
 )
 from roadgraph.network import RoadNetwork
@@ -119,6 +120,27 @@ def test_model_properties() -> None:
     assert model_speed(occupancy=0.6, flow_veh_h=60.0, v_h_kmh=40.0) < 5.0
     # More flow at the same spot speed: more signal delay.
     assert model_speed(flow_veh_h=700.0) < free
+
+
+def test_queue_reaches_further_upstream_the_more_it_covers_the_loop() -> None:
+    p = TravelSpeedParams()
+    occ = np.array([0.0, p.queue_occupancy, 0.5, 1.0])
+    alpha = upstream_queue_share_reference(occ, p)
+    # At the queue threshold the configured share, at a loop covered all the time all of it.
+    assert alpha[1] == pytest.approx(p.upstream_queue_share)
+    assert alpha[3] == pytest.approx(1.0)
+    assert alpha[0] == pytest.approx(p.upstream_queue_share)  # below the threshold: not used
+    assert p.upstream_queue_share < alpha[2] < 1.0
+    mp = p.as_tuple()
+    assert [k._upstream_queue_share(float(o), mp) for o in occ] == pytest.approx(alpha.tolist())
+    # The whole segment in the queue at a covered loop: T = L / v_q (v_q = q·g/o, here 1 m/s).
+    flow, g, length = 3600.0 / p.queue_vehicle_length_m, p.queue_vehicle_length_m, 200.0
+    t = k._segment_travel_time(40.0, flow, 1.0, length, 0.7, False, 50.0, mp)
+    assert t == pytest.approx(length / (flow / 3600.0 * g / 1.0))
+    # A degenerate threshold of 1 keeps the configured share (no division by zero).
+    edge = TravelSpeedParams(queue_occupancy=1.0)
+    assert k._upstream_queue_share(1.0, edge.as_tuple()) == pytest.approx(edge.upstream_queue_share)
+    assert upstream_queue_share_reference(1.0, edge) == pytest.approx(edge.upstream_queue_share)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
