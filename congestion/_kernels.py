@@ -498,6 +498,9 @@ TS_RUN_SPEED_CAP = 9
 TS_STOP_LOSS_FACTOR = 10
 TS_STOP_ACCEL_MS2 = 11
 TS_STOP_DECEL_MS2 = 12
+#: Derived, not a setting: 1 / (1 − queue_occupancy), 0 where the threshold is 1 (the slope of
+#: the upstream queue share's rise, precomputed so the tick does no division or test for it).
+TS_QUEUE_RISE_SCALE = 13
 
 # Order of the fields in the ``held_params`` tuple of ``update_segments``.
 HP_STALE_AFTER_S = 0
@@ -574,11 +577,9 @@ def _upstream_queue_share(occupancy: float, model_params: tuple[float, ...]) -> 
     """Share of the stretch upstream of the loop taken as queued (``congestion.travel_speed``,
     step 3): ``upstream_queue_share`` when the queue just reaches the loop (occupancy at
     ``queue_occupancy``), rising linearly to all of it at a loop covered all the time."""
-    start = model_params[TS_QUEUE_OCCUPANCY]
     a = model_params[TS_UPSTREAM_QUEUE_SHARE]
-    if start >= 1.0:
-        return a
-    rise = min(max((occupancy - start) / (1.0 - start), 0.0), 1.0)
+    above = occupancy - model_params[TS_QUEUE_OCCUPANCY]
+    rise = min(max(above * model_params[TS_QUEUE_RISE_SCALE], 0.0), 1.0)
     return a + (1.0 - a) * rise
 
 

@@ -130,6 +130,7 @@ from ._kernels import (
     TS_GREEN_RATIO,
     TS_PRIORITY_DELAY_S,
     TS_QUEUE_OCCUPANCY,
+    TS_QUEUE_RISE_SCALE,
     TS_QUEUE_VEHICLE_LENGTH_M,
     TS_RUN_SPEED_CAP,
     TS_SATURATION_FLOW_VEH_H,
@@ -141,7 +142,7 @@ from ._kernels import (
     TS_UPSTREAM_QUEUE_SHARE,
 )
 
-TS_N_PARAMS = TS_STOP_DECEL_MS2 + 1
+TS_N_PARAMS = TS_QUEUE_RISE_SCALE + 1
 
 #: Loop position (share of the segment length) assumed when the registry gives none.
 DEFAULT_LOOP_POSITION = 0.7
@@ -203,6 +204,7 @@ class TravelSpeedParams:
         out[TS_STOP_LOSS_FACTOR] = self.stop_loss_factor
         out[TS_STOP_ACCEL_MS2] = self.stop_accel_ms2
         out[TS_STOP_DECEL_MS2] = self.stop_decel_ms2
+        out[TS_QUEUE_RISE_SCALE] = 1.0 / (1.0 - self.queue_occupancy) if self.queue_occupancy < 1.0 else 0.0
         return tuple(float(x) for x in out)
 
 
