@@ -290,7 +290,9 @@ FULL = (
 #: Never looked at while the model and its constants were chosen (README: the held-out rows).
 #: (``grid6-s15`` was held out from the previous model's choices, but not from issue #3's queue
 #: memory, whose work looked at every scenario above the held-out block; the first held-out four,
-#: ``grid5-s31`` … ``west-oakland-s34``, were looked at while the stop-start loss was chosen.)
+#: ``grid5-s31`` … ``west-oakland-s34``, were looked at while the stop-start loss was chosen, and
+#: the second five, ``grid5-s41`` … ``aguascalientes-s45``, while the rising upstream queue share
+#: was; ``grid5-s51`` … ``west-oakland-s55`` were built after that and run once each way.)
 HELD_OUT = (
     "grid5-s41", "grid4-s42", "grid6-s43", "grid4-s44", "aguascalientes-s45",
     "grid5-s51", "grid4-s52", "grid6-s53", "grid4-s54", "west-oakland-s55",
@@ -482,8 +484,9 @@ def judge(
 
 def oracle_split(j: Judged) -> dict[str, float]:
     """Where the looped rows' level error comes from. A level is speed ÷ free flow on each side;
-    swapping in the truth's free flow (``true_ff``) leaves only the speed's error, swapping in the
-    truth's speed (``true_speed``) only the free flow's. Each alone still misses the level where
+    the engine's speed over the truth's free flow (``agreement_with_true_free_flow``) keeps only
+    the speed's error, the truth's speed over the engine's free flow
+    (``agreement_with_true_speed``) only the free flow's. Each alone still misses the level where
     the other is wrong; the two together would be the truth."""
     looped = j.looped.astype(bool)
     if not looped.any() or len(j.est_free_flow) != len(j.looped):
