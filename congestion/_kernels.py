@@ -1000,7 +1000,7 @@ def impute_segments(
     confidence 0.5) at weight ``profile_weight``. Nothing known → stays unknown. Confidence =
     ``confidence_factor`` × the weighted mean confidence of the sources. ``scratch_*`` are work
     arrays of one element per segment (int32, float32, float32; contents irrelevant). Measured
-    states are never changed; ``imputed`` is set where a state was filled.
+    states are never changed; ``imputed`` (all False on entry) is set where a state was filled.
     """
     w_down = impute_params[IP_DOWNSTREAM_WEIGHT]
     w_up = impute_params[IP_UPSTREAM_WEIGHT]
@@ -1038,29 +1038,35 @@ def impute_segments(
             scratch_ratio[s] = _power_mean_ratio(s0 / s1, tti_power)
             scratch_conf[s] = s2 / s1
         else:
+            # (``scratch_conf`` is read only where ``scratch_ratio`` is a number: left unwritten,
+            # so that a segment with nothing to pool costs no store, nor a load in round 2.)
             scratch_ratio[s] = np.nan
-            scratch_conf[s] = 0.0
-    # Round 2 (unknown neighbours' round-1 ratios), the profile blend, and the states. Speeds are
-    # written only after every round-2 read, so round 2 never sees another segment's result.
+    # Round 2 (unknown neighbours' round-1 ratios), the profile blend, and the states, in one
+    # pass. Round 2 reads only round-1 values (``scratch_*``) of neighbours that were unknown on
+    # entry; a neighbour filled earlier in this pass is still one of them: its ``imputed`` is set
+    # (all False on entry). (Formerly the states were written in a third pass, after every
+    # round-2 read: one more sweep over the unknown segments' tti and confidence.)
     n_filled = 0
     for u in range(n_unknown):
         s = scratch_unknown[u]
         r = np.float64(scratch_ratio[s])
-        c = np.float64(scratch_conf[s])
+        c = 0.0
         sw = 1.0
-        if r != r:
+        if r == r:
+            c = np.float64(scratch_conf[s])
+        else:
             # Unknown neighbours with a round-1 ratio: r and c from round 1.
             s0 = s1 = s2 = 0.0
             for k in range(succ_indptr[s], succ_indptr[s + 1]):
                 j = succ_indices[k]
                 r_j = np.float64(scratch_ratio[j])
-                if j != s and speed_kmh[j] != speed_kmh[j] and r_j == r_j:
+                if j != s and (speed_kmh[j] != speed_kmh[j] or imputed[j]) and r_j == r_j:
                     c_j = max(np.float64(scratch_conf[j]), 0.05)
                     s0, s1, s2 = _pool_neighbour(r_j, c_j, w_down, tti_power, s0, s1, s2)
             for k in range(pred_indptr[s], pred_indptr[s + 1]):
                 j = pred_indices[k]
                 r_j = np.float64(scratch_ratio[j])
-                if j != s and speed_kmh[j] != speed_kmh[j] and r_j == r_j:
+                if j != s and (speed_kmh[j] != speed_kmh[j] or imputed[j]) and r_j == r_j:
                     c_j = max(np.float64(scratch_conf[j]), 0.05)
                     s0, s1, s2 = _pool_neighbour(r_j, c_j, w_up, tti_power, s0, s1, s2)
             if s1 > 0.0:
@@ -1078,23 +1084,20 @@ def impute_segments(
             else:
                 r = r_prof
                 c = np.float64(0.5)
-        # Parked in this segment's own (still unknown, so unread) tti and confidence slots
-        # until every round-2 read of the round-1 values is done.
-        tti[s] = r
-        confidence[s] = c
-    for u in range(n_unknown):
-        s = scratch_unknown[u]
-        r = np.float64(tti[s])
         if r != r:
+            tti[s] = np.nan
             confidence[s] = 0.0
             continue
+        # r and c go through float32 first: the results have always been derived from them as
+        # stored in the float32 tti and confidence (kept, so the states stay the same bits).
+        r = np.float64(np.float32(r))
         n_filled += 1
         ff = np.float64(free_flow_kmh[s])
         v32 = np.float32(max(r, 0.01) * ff)
         speed_kmh[s] = v32
         tti[s] = ff / np.float64(v32)
         level[s] = _level_of_ratio(np.float64(v32) / ff, ratio_upper_bounds)
-        confidence[s] = conf_factor * confidence[s]
+        confidence[s] = conf_factor * np.float64(np.float32(c))
         imputed[s] = True
     return n_filled
 
@@ -1200,6 +1203,28 @@ def _area_terms_of_block(
 
 
 @njit(cache=True, nogil=True)
+def area_weight_totals(
+    weight: np.ndarray, segment_area: np.ndarray, n_areas: int, out_total: np.ndarray
+) -> None:
+    """Total weight of each area (``out_total[a]``) and of the whole network
+    (``out_total[n_areas]``), summed in segment order; areas as in ``area_sums``, whose column
+    ``AREA_TOTAL_WEIGHT`` they are. They depend on nothing a tick changes, so the engine sums
+    them once rather than in every ``area_sums`` (two of its ten running sums per segment)."""
+    total = np.zeros(n_areas + 2)
+    nowhere = n_areas + 1
+    city = 0.0
+    for s in range(weight.shape[0]):
+        a = int(segment_area[s])
+        a = nowhere if a < 0 else a
+        w = weight[s]
+        city += w
+        total[a] += w
+    for area in range(n_areas):
+        out_total[area] = total[area]
+    out_total[n_areas] = city
+
+
+@njit(cache=True, nogil=True)
 def area_sums(
     speed_kmh: np.ndarray,
     free_flow_kmh: np.ndarray,
@@ -1213,11 +1238,12 @@ def area_sums(
     severe_level: int,
     out_sums: np.ndarray,
 ) -> None:
-    """Weighted sums per area into ``out_sums`` (shape ``(n_areas + 1, AREA_N_SUMS)``, zeroed by
-    the caller); row ``n_areas`` is the whole network, row ``a`` the segments with
-    ``segment_area == a`` (-1 = in no area). Columns: total weight, known weight, sum of
-    weight * segment TPI, sum of weight * tti, weight at ``severe_level`` (known segments only).
-    A segment is known when its speed is not NaN.
+    """Weighted sums per area added into ``out_sums`` (shape ``(n_areas + 1, AREA_N_SUMS)``, zeroed
+    by the caller); row ``n_areas`` is the whole network, row ``a`` the segments with
+    ``segment_area == a`` (-1 = in no area). Columns: total weight (not summed here: it does not
+    change from tick to tick, see ``area_weight_totals``), known weight, sum of weight * segment
+    TPI, sum of weight * tti, weight at ``severe_level`` (known segments only). A segment is
+    known when its speed is not NaN.
 
     Sums run in segment order; an unknown segment adds zeros, which leaves every sum as it was
     (they stay >= +0), so the result is the same as skipping it."""
@@ -1226,7 +1252,7 @@ def area_sums(
     sums = np.zeros((n_areas + 2, AREA_N_SUMS))
     nowhere = n_areas + 1
     # The city's sums in locals: kept in registers instead of a store and reload per segment.
-    c_total = c_known = c_tpi = c_tti = c_severe = 0.0
+    c_known = c_tpi = c_tti = c_severe = 0.0
     known_buf = np.empty(AREA_BLOCK)
     tpi_buf = np.empty(AREA_BLOCK)
     tti_buf = np.empty(AREA_BLOCK)
@@ -1241,22 +1267,18 @@ def area_sums(
             s = start + j
             a = int(segment_area[s])
             a = nowhere if a < 0 else a
-            w = weight[s]
-            c_total += w
             c_known += known_buf[j]
             c_tpi += tpi_buf[j]
             c_tti += tti_buf[j]
             c_severe += severe_buf[j]
-            sums[a, AREA_TOTAL_WEIGHT] += w
             sums[a, AREA_KNOWN_WEIGHT] += known_buf[j]
             sums[a, AREA_TPI_WEIGHTED] += tpi_buf[j]
             sums[a, AREA_TTI_WEIGHTED] += tti_buf[j]
             sums[a, AREA_SEVERE_WEIGHT] += severe_buf[j]
     for area in range(n_areas):
-        for c in range(AREA_N_SUMS):
+        for c in range(AREA_KNOWN_WEIGHT, AREA_N_SUMS):
             out_sums[area, c] += sums[area, c]
     city = n_areas
-    out_sums[city, AREA_TOTAL_WEIGHT] += c_total
     out_sums[city, AREA_KNOWN_WEIGHT] += c_known
     out_sums[city, AREA_TPI_WEIGHTED] += c_tpi
     out_sums[city, AREA_TTI_WEIGHTED] += c_tti

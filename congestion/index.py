@@ -72,16 +72,30 @@ def check_districts(
     return np.ascontiguousarray(arr, dtype=np.int16)
 
 
+def area_weight_totals(weight: np.ndarray, segment_district: np.ndarray, n_areas: int) -> np.ndarray:
+    """Total weight of each district and (last) of the city: what ``area_indices`` takes as
+    ``weight_totals``; fixed for a network, so a caller that ticks sums it once."""
+    totals = np.zeros(n_areas + 1, dtype=np.float64)
+    _kernels.area_weight_totals(
+        np.ascontiguousarray(weight, dtype=np.float64),
+        np.ascontiguousarray(segment_district, dtype=np.int16),
+        n_areas, totals,
+    )
+    return totals
+
+
 def area_indices(
     states: SegmentStates,
     weight: np.ndarray,
     segment_district: np.ndarray,
     district_names: tuple[str, ...],
+    weight_totals: np.ndarray | None = None,
 ) -> tuple[AreaIndex, dict[str, AreaIndex]]:
     """The city's and each district's index at ``states.ts`` (method: module docstring).
 
     ``weight`` is float64 per segment (see ``lane_length_weight``); ``segment_district`` is an
-    int16 district number per segment, -1 for none (see ``check_districts``).
+    int16 district number per segment, -1 for none (see ``check_districts``);
+    ``weight_totals``: ``area_weight_totals`` of these two, summed here when not given.
     """
     n = len(states)
     if weight.shape != (n,) or segment_district.shape != (n,):
@@ -89,6 +103,10 @@ def area_indices(
             f"weight {weight.shape} and segment_district {segment_district.shape} must both be ({n},)"
         )
     n_areas = len(district_names)
+    if weight_totals is None:
+        weight_totals = area_weight_totals(weight, segment_district, n_areas)
+    elif weight_totals.shape != (n_areas + 1,):
+        raise ValueError(f"weight_totals has shape {weight_totals.shape}, expected ({n_areas + 1},)")
     sums = np.zeros((n_areas + 1, _kernels.AREA_N_SUMS), dtype=np.float64)
     _kernels.area_sums(
         states.speed_kmh, states.free_flow_kmh, states.tti, states.level,
@@ -96,6 +114,7 @@ def area_indices(
         np.ascontiguousarray(segment_district, dtype=np.int16),
         n_areas, TPI_RATIO_KNOTS, TPI_VALUE_KNOTS, SEVERE_LEVEL, sums,
     )
+    sums[:, _kernels.AREA_TOTAL_WEIGHT] = weight_totals
     total = sums[:, _kernels.AREA_TOTAL_WEIGHT]
     known = sums[:, _kernels.AREA_KNOWN_WEIGHT]
     with np.errstate(invalid="ignore", divide="ignore"):

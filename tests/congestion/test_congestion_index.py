@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from congestion import SegmentStates
-from congestion.index import area_indices, check_districts, lane_length_weight
+from congestion.index import area_indices, area_weight_totals, check_districts, lane_length_weight
 from congestion.levels import level_from_ratio
 
 
@@ -58,6 +58,15 @@ def test_districts_and_empty_district(reference) -> None:
         assert area.level == want[name]["level"], name
     assert math.isnan(got["yinzhou"].tpi) and got["yinzhou"].level == 0 and got["yinzhou"].known_share == 0.0
     assert 0 < city.known_share < 1 and got["haishu"].level > 0
+    # The engine sums the fixed total weights once and passes them in: the same result.
+    totals = area_weight_totals(weight, district, len(names))
+    assert totals[-1] == pytest.approx(weight.sum()) and totals[2] == 0.0  # nobody in yinzhou
+    city2, got2 = area_indices(states, weight, district, names, totals)
+    for a, b in [(city, city2), *((got[k], got2[k]) for k in names)]:
+        for field in ("tpi", "tti", "severe_share", "known_share", "level"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    with pytest.raises(ValueError, match="weight_totals"):
+        area_indices(states, weight, district, names, totals[:-1])
 
 
 @pytest.mark.parametrize(("speed", "level"), [(35.0, 2), (25.0, 3), (20.0, 4), (15.0, 5), (35.5, 1)])

@@ -367,6 +367,8 @@ def test_area_sums_match_reference(seed: int, n: int, reference) -> None:
     sums = np.zeros((len(names) + 1, k.AREA_N_SUMS))
     k.area_sums(speed, ff, tti, level, weight, district, len(names), TPI_RATIO_KNOTS, TPI_VALUE_KNOTS,
                 SEVERE_LEVEL, sums)
+    assert (sums[:, k.AREA_TOTAL_WEIGHT] == 0.0).all()  # left to area_weight_totals
+    k.area_weight_totals(weight, district, len(names), sums[:, k.AREA_TOTAL_WEIGHT])
     want = reference.area_indices(speed, ff, tti, level, weight, district, names)
     for row, area in enumerate((*names, "city")):
         kw = sums[row, k.AREA_KNOWN_WEIGHT]
