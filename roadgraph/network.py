@@ -108,6 +108,12 @@ class RoadNetwork:
     #: Free-form facts about the source (projection, counts of skipped elements, ...).
     meta: dict[str, Any] = field(default_factory=dict)
     projection: Projection | None = None
+    #: Adjacencies already built, by (direction, with reverse): the engine, the incident
+    #: detector and detector health each ask for them at start-up, and building one walks every
+    #: segment in Python (seconds at a million segments).
+    _csr_cache: dict[tuple[str, bool], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -116,15 +122,29 @@ class RoadNetwork:
         """Segment adjacency as CSR arrays: the segments that may follow segment ``i`` are
         ``indices[indptr[i]:indptr[i+1]]`` (those leaving ``to_node[i]``). ``reverse=False``
         leaves out each segment's own reverse (the other direction of the same road: a U-turn),
-        for whoever reads a neighbour's traffic as this segment's: it runs the other way."""
-        csr = _csr_from_pairs(self.segments.to_node, self.segments.from_node)
-        return csr if reverse else _without_reverse(self.segments, *csr)
+        for whoever reads a neighbour's traffic as this segment's: it runs the other way.
+        Built once per network and shared, so the arrays are read-only."""
+        return self._csr("succ", reverse)
 
     def predecessors_csr(self, *, reverse: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Segments that lead into segment ``i`` (those arriving at ``from_node[i]``), as CSR;
-        ``reverse`` as for ``successors_csr``."""
-        csr = _csr_from_pairs(self.segments.from_node, self.segments.to_node)
-        return csr if reverse else _without_reverse(self.segments, *csr)
+        ``reverse`` as for ``successors_csr`` (read-only, shared)."""
+        return self._csr("pred", reverse)
+
+    def _csr(self, direction: str, reverse: bool) -> tuple[np.ndarray, np.ndarray]:
+        key = (direction, reverse)
+        if key not in self._csr_cache:
+            segs = self.segments
+            if not reverse:
+                csr = _without_reverse(segs, *self._csr(direction, True))
+            elif direction == "succ":
+                csr = _csr_from_pairs(segs.to_node, segs.from_node)
+            else:
+                csr = _csr_from_pairs(segs.from_node, segs.to_node)
+            for arr in csr:
+                arr.setflags(write=False)
+            self._csr_cache[key] = csr
+        return self._csr_cache[key]
 
 
 def _without_reverse(

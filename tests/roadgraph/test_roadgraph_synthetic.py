@@ -159,3 +159,15 @@ def test_adjacency_without_the_reverse_leaves_out_u_turns_only() -> None:
             }
             assert len(reverse) == 1  # every grid street runs both ways
             assert len(kept) == len(set(kept)) and set(kept) == all_n - reverse
+
+
+def test_adjacency_is_built_once_and_shared_read_only() -> None:
+    net = synthetic_grid(3, 3)
+    for get in (net.successors_csr, net.predecessors_csr):
+        for reverse in (True, False):
+            first = get(reverse=reverse)
+            again = get(reverse=reverse)
+            assert all(a is b for a, b in zip(first, again, strict=True))
+            for arr in first:
+                with pytest.raises(ValueError, match="read-only"):
+                    arr[0] = 0
