@@ -668,6 +668,38 @@ def print_twin(twins: dict[str, dict[str, dict[str, float]]]) -> None:
             print(f"  {plural}: SUMO's twin under 70 % looped agreement on {under} of {len(cols)}")
 
 
+def plot_twin(twins: dict[str, dict[str, dict[str, float]]]) -> str:
+    """``accuracy-twin.png``: per scenario, looped level agreement of SUMO's twin against the
+    truth beside the engine's against the truth and against the twin, with the 70 % target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(twins)
+    bars = (
+        ("twin_vs_truth", "SUMO again, other seed, vs the truth", "0.55"),
+        ("engine_vs_truth", "engine vs the truth", "C0"),
+        ("engine_vs_twin", "engine vs the twin's truth", "C1"),
+    )
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.42 * len(names)), 4.2))
+    for k, (key, label, colour) in enumerate(bars):
+        vals = [100 * twins[n][key].get("looped_level_agreement", np.nan) for n in names]
+        ax.bar(x + (k - 1) * 0.27, vals, 0.27, label=label, color=colour)
+    ax.axhline(70, color="k", lw=0.8, ls="--", label="target 70 %")
+    ax.set_xticks(x, names, rotation=70, fontsize=7)
+    ax.set_ylabel("looped level agreement, %")
+    ax.set_ylim(0, 115)  # room for the legend above the bars
+    ax.set_title("How reproducible the truth is: 5-min levels of the peak, segments with loops", fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", ncol=4)
+    fig.tight_layout()
+    path = OUT_DIR / "accuracy-twin.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return str(path)
+
+
 def _twin_row(name: str, v: list[float]) -> str:
     return (
         f"{name:<19} {v[0]:>12.1%} {v[1]:>7.1%} {v[2]:>11.1%} {v[3]:>9.2f} {v[4]:>10.2f} "
@@ -951,6 +983,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, t in twins.items():
             result["scenarios"][name]["twin"] = t  # type: ignore[index]
         print_twin(twins)
+        if not args.no_plots:
+            result["twin_plot"] = plot_twin(twins)
     result["seconds_total"] = time.perf_counter() - started
     path = OUT_DIR / "bench_accuracy.json"
     path.write_text(json.dumps(result, indent=2, default=float) + "\n")

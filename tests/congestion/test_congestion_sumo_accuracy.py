@@ -137,6 +137,18 @@ def test_twin_agreement_judges_one_truth_against_another() -> None:
     assert f["free_flow_only_agreement_looped"] == f["looped_level_agreement"] == pytest.approx(2 / 3)
 
 
+def test_the_twin_plot_is_written(tmp_path, monkeypatch) -> None:
+    import benchmarks.bench_accuracy as ba
+
+    monkeypatch.setattr(ba, "OUT_DIR", tmp_path)
+    part = {"looped_level_agreement": 0.7}
+    per = {"twin_vs_truth": part, "engine_vs_truth": part, "engine_vs_twin": {}}  # a missing value: NaN
+    twins = {n: per for n in ("grid4-s1", "west-oakland")}
+    path = ba.plot_twin(twins)
+    assert path == str(tmp_path / "accuracy-twin.png")
+    assert (tmp_path / "accuracy-twin.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_a_twin_run_differs_only_by_sumos_randomness(tmp_path) -> None:
     from benchmarks.bench_accuracy import TWIN_SEED, twin_agreement
     from benchmarks.sumo_scenarios import read_edgedata, rerun_twin
