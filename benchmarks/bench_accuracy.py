@@ -71,7 +71,7 @@ from roadgraph.detector_load import load_detectors
 from roadgraph.load import load_network
 from roadpulse.config import defaults
 from roadpulse.pipeline import Pipeline, first_tick_at_or_after
-from roadpulse.signal_plans import sumo_signal_timing
+from roadpulse.signal_plans import sumo_actuated_signals, sumo_signal_timing
 
 ROOT = Path(__file__).resolve().parent
 OUT_DIR = ROOT / "out"
@@ -398,6 +398,7 @@ def engine_for(
         imputation=imputation,
         estimator=estimator,
         signal_timing=sumo_signal_timing(replay.network) if USE_SIGNAL_TIMING else None,  # type: ignore[arg-type]
+        actuated_signals=sumo_actuated_signals(replay.network) if USE_SIGNAL_TIMING else None,  # type: ignore[arg-type]
     )
 
 

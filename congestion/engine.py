@@ -68,6 +68,7 @@ from roadgraph.detectors import DetectorRegistry
 from roadgraph.network import RoadNetwork
 
 from . import _kernels
+from .actuated import ActuatedSignals, ActuatedTiming
 from .imputation import ImputationParams
 from .index import area_indices, area_weight_totals, check_districts, lane_length_weight
 from .levels import RATIO_UPPER_BOUNDS
@@ -129,6 +130,11 @@ class EngineSettings:
     #: loop; empty intervals right after it are that queue standing with the loop in a gap
     #: (for up to ``stale_after_s``), not an empty lane. 0 = never (``travel_speed`` docs).
     queue_speed_fraction_of_limit: float = 0.3
+    #: Actuated signals (``congestion.actuated``): the effective maximum gap h (s) of a phase's
+    #: gap-out extension (fitted; SUMO's own ``max-gap`` is 3 s, platoons extend a phase longer).
+    actuated_max_gap_s: float = 6.0
+    #: Actuated signals: time constant (s) of the smoothing of their approaches' flows.
+    actuated_flow_tau_s: float = 300.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -161,6 +167,8 @@ ENGINE_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "free_flow_delay_share": ("settings", "free_flow_delay_share"),
     "free_flow_interval_s": ("settings", "free_flow_interval_s"),
     "queue_speed_fraction_of_limit": ("settings", "queue_speed_fraction_of_limit"),
+    "actuated_max_gap_s": ("settings", "actuated_max_gap_s"),
+    "actuated_flow_tau_s": ("settings", "actuated_flow_tau_s"),
     "signal_cycle_s": ("model", "cycle_s"),
     "signal_green_ratio": ("model", "green_ratio"),
     "saturation_flow_veh_h": ("model", "saturation_flow_veh_h"),
@@ -322,6 +330,7 @@ class CongestionEngine:
         imputation: ImputationParams | None = None,
         estimator: str = "travel_speed",
         signal_timing: tuple[np.ndarray, np.ndarray] | None = None,
+        actuated_signals: ActuatedSignals | None = None,
     ) -> None:
         segs = network.segments
         n_segments = len(segs)
@@ -394,6 +403,19 @@ class CongestionEngine:
             np.asarray(segs.junction_signalised, dtype=bool) & ~_pass_through(network),
             _checked_timing(signal_timing, n_segments),
         )
+        # Actuated signals are timed by demand each tick (``congestion.actuated``); only the
+        # spot estimator has no junction delay to time.
+        self._actuated: ActuatedTiming | None = None
+        if actuated_signals is not None and estimator == "travel_speed" and len(actuated_signals.segment):
+            if np.any((actuated_signals.segment < 0) | (actuated_signals.segment >= n_segments)):
+                raise ValueError("actuated_signals: segment index outside the network")
+            self._actuated = ActuatedTiming(
+                actuated_signals,
+                self._lanes,
+                self._model.saturation_flow_veh_h,
+                max_gap_s=self.settings.actuated_max_gap_s,
+                flow_tau_s=self.settings.actuated_flow_tau_s,
+            )
         # `imputed` and `closed` are all False until imputation and closures arrive: one
         # read-only array shared by every snapshot instead of a fresh one per tick.
         self._all_false = np.zeros(n_segments, dtype=bool)
@@ -562,6 +584,8 @@ class CongestionEngine:
             self._spot_params, self._stamp,
         )
 
+        if self._actuated is not None:
+            self._actuated.update(tick_ts, self._scratch.records)
         n = len(self._lanes)
         speed = np.empty(n, dtype=np.float32)
         free_flow = np.empty(n, dtype=np.float32)

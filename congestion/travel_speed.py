@@ -47,7 +47,9 @@ Model
    degree of saturation ``X`` from the measured flow. ``C`` and ``λ`` are the segment's own where
    the network file states them (a SUMO ``.net.xml`` does: ``roadpulse.signal_plans``, passed as
    ``CongestionEngine(signal_timing=...)``), else typical values (``TravelSpeedParams``, config
-   ``signal_cycle_s`` / ``signal_green_ratio``); ``s`` is typical. The delay is scaled by
+   ``signal_cycle_s`` / ``signal_green_ratio``); ``s`` is typical. An actuated signal's ``C`` and
+   ``λ`` follow demand each tick, between its minimum program and its nominal one
+   (``congestion.actuated``, ``CongestionEngine(actuated_signals=...)``). The delay is scaled by
    ``signal_delay_factor`` (fitted: the loop sits upstream of where vehicles brake, so part of the
    stop is not in ``T_run``). At a priority junction (no signal) the delay is the constant
    ``priority_delay_s`` — 0 by default: on the SUMO city networks any constant made short

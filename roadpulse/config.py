@@ -78,6 +78,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "free_flow_interval_s": Key(
             (int, float), 300.0, "interval whose travel speeds free flow is learned from, s", 60, 3600
         ),
+        "actuated_max_gap_s": Key(
+            (int, float), 6.0, "actuated signals: effective maximum gap of a phase's extension, s", 0.5, 30
+        ),
+        "actuated_flow_tau_s": Key(
+            (int, float), 300.0, "actuated signals: smoothing time constant of approach flows, s", 10, 3600
+        ),
         "signal_cycle_s": Key(
             (int, float), 90.0, "signal cycle (Webster delay) where the network states none, s", 10, 300
         ),

@@ -25,7 +25,7 @@ from roadgraph.network import RoadNetwork
 
 from .config import District, Settings
 from .detector_watch import DetectorWatch
-from .signal_plans import sumo_signal_timing
+from .signal_plans import sumo_actuated_signals, sumo_signal_timing
 
 
 @dataclass
@@ -83,6 +83,7 @@ class Pipeline:
             model=model,
             imputation=imputation,
             signal_timing=sumo_signal_timing(network),
+            actuated_signals=sumo_actuated_signals(network),
             district_names=names,
             segment_district=district_of,
         )

@@ -12,7 +12,9 @@ edge (= segment of a SUMO network):
 
 Segments without a controlled connection, and networks from other sources (OSM, GeoJSON, which
 state no timings), get NaN: the engine then uses the ``[engine]`` defaults ``signal_cycle_s`` /
-``signal_green_ratio``. Actuated programs are read by their nominal ``duration``.
+``signal_green_ratio``. Actuated programs are read by their nominal ``duration`` here;
+``sumo_actuated_signals`` gives their minimum and maximum phase durations too, from which the
+engine times them by demand (``congestion.actuated``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from congestion.actuated import ActuatedSignals
 from roadgraph.network import RoadNetwork
 
 
@@ -30,21 +33,30 @@ def _open(path: Path):  # type: ignore[no-untyped-def]
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def sumo_signal_timing(network: RoadNetwork) -> tuple[np.ndarray, np.ndarray] | None:
-    """(cycle_s, green_ratio) per segment, NaN where unknown; None unless the network came from
-    a readable SUMO ``.net.xml`` (``network.source``) with at least one signal program."""
+#: A phase as read: (duration, minDur, maxDur, state); minDur / maxDur default to the duration.
+Phase = tuple[float, float, float, str]
+
+
+def _read_plans(
+    network: RoadNetwork,
+) -> tuple[dict[str, list[Phase]], dict[str, str], dict[str, list[tuple[str, int]]]] | None:
+    """(phases per signal, type per signal, [(tl, linkIndex)] per edge) of a SUMO ``.net.xml``."""
     path = Path(network.source)
     if not (path.name.endswith(".net.xml") or path.name.endswith(".net.xml.gz")) or not path.is_file():
         return None
-    phases: dict[str, list[tuple[float, str]]] = {}
+    phases: dict[str, list[Phase]] = {}
+    kinds: dict[str, str] = {}
     links: dict[str, list[tuple[str, int]]] = {}  # edge -> [(tl, linkIndex)]
     with _open(path) as fh:
         for _, elem in ET.iterparse(fh, events=("end",)):
             if elem.tag == "tlLogic":
                 tl = elem.get("id", "")
-                phases[tl] = [
-                    (float(p.get("duration", "0")), p.get("state", "")) for p in elem.iter("phase")
-                ]
+                kinds[tl] = elem.get("type", "static")
+                plan = []
+                for p in elem.iter("phase"):
+                    d = float(p.get("duration", "0"))
+                    plan.append((d, float(p.get("minDur", d)), float(p.get("maxDur", d)), p.get("state", "")))
+                phases[tl] = plan
                 elem.clear()
             elif elem.tag == "connection":
                 tl = elem.get("tl")
@@ -56,6 +68,16 @@ def sumo_signal_timing(network: RoadNetwork) -> tuple[np.ndarray, np.ndarray] | 
                 elem.clear()
     if not phases:
         return None
+    return phases, kinds, links
+
+
+def sumo_signal_timing(network: RoadNetwork) -> tuple[np.ndarray, np.ndarray] | None:
+    """(cycle_s, green_ratio) per segment, NaN where unknown; None unless the network came from
+    a readable SUMO ``.net.xml`` (``network.source``) with at least one signal program."""
+    read = _read_plans(network)
+    if read is None:
+        return None
+    phases, _, links = read
     n = len(network)
     cycle = np.full(n, np.nan)
     green = np.full(n, np.nan)
@@ -67,16 +89,75 @@ def sumo_signal_timing(network: RoadNetwork) -> tuple[np.ndarray, np.ndarray] | 
         plan = phases.get(tl)
         if not plan:
             continue
-        c = sum(d for d, _ in plan)
+        c = sum(d for d, _, _, _ in plan)
         if c <= 0:
             continue
         shares = []
         for link_tl, k in own:
             if link_tl != tl:
                 continue
-            g = sum(d for d, state in plan if k < len(state) and state[k] in "Gg")
+            g = sum(d for d, _, _, state in plan if k < len(state) and state[k] in "Gg")
             shares.append(g / c)
         if shares:
             cycle[i] = c
             green[i] = float(np.clip(np.mean(shares), 0.05, 0.95))
     return cycle, green
+
+
+#: SUMO program types whose phases run between ``minDur`` and ``maxDur`` by demand.
+ACTUATED_TYPES = ("actuated", "delay_based")
+
+
+def sumo_actuated_signals(network: RoadNetwork) -> ActuatedSignals | None:
+    """The actuated programs of a SUMO network (``congestion.actuated``): per signal its phases'
+    nominal, minimum and maximum durations, per segment controlled by one the share of its
+    links green in each phase. None when the network states no actuated program (fixed-time
+    programs keep the timing of ``sumo_signal_timing``)."""
+    read = _read_plans(network)
+    if read is None:
+        return None
+    phases, kinds, links = read
+    tl_ids = [tl for tl, kind in kinds.items() if kind in ACTUATED_TYPES and phases.get(tl)]
+    if not tl_ids:
+        return None
+    tl_index = {tl: j for j, tl in enumerate(tl_ids)}
+    n_phases = max(len(phases[tl]) for tl in tl_ids)
+    nominal = np.zeros((len(tl_ids), n_phases))
+    minimum = np.zeros((len(tl_ids), n_phases))
+    maximum = np.zeros((len(tl_ids), n_phases))
+    for j, tl in enumerate(tl_ids):
+        for p, (d, lo, hi, _) in enumerate(phases[tl]):
+            nominal[j, p], minimum[j, p], maximum[j, p] = d, min(lo, d), max(hi, d)
+    seg_rows: list[int] = []
+    seg_tl: list[int] = []
+    shares: list[np.ndarray] = []
+    for i, seg_id in enumerate(network.segments.segment_id):
+        own = links.get(str(seg_id))
+        if not own or own[0][0] not in tl_index:
+            continue
+        tl = own[0][0]
+        plan = phases[tl]
+        share = np.zeros(n_phases)
+        n_links = 0
+        for link_tl, k in own:
+            if link_tl != tl:
+                continue
+            n_links += 1
+            for p, (_, _, _, state) in enumerate(plan):
+                if k < len(state) and state[k] in "Gg":
+                    share[p] += 1.0
+        if n_links == 0 or nominal[tl_index[tl]].sum() <= 0:
+            continue
+        seg_rows.append(i)
+        seg_tl.append(tl_index[tl])
+        shares.append(share / n_links)
+    if not seg_rows:
+        return None
+    return ActuatedSignals(
+        segment=np.asarray(seg_rows, dtype=np.int64),
+        signal=np.asarray(seg_tl, dtype=np.int64),
+        green_share=np.vstack(shares),
+        nominal_s=nominal,
+        min_s=minimum,
+        max_s=maximum,
+    )
