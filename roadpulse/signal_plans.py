@@ -37,13 +37,29 @@ def _open(path: Path):  # type: ignore[no-untyped-def]
 Phase = tuple[float, float, float, str]
 
 
-def _read_plans(
-    network: RoadNetwork,
-) -> tuple[dict[str, list[Phase]], dict[str, str], dict[str, list[tuple[str, int]]]] | None:
-    """(phases per signal, type per signal, [(tl, linkIndex)] per edge) of a SUMO ``.net.xml``."""
+Plans = tuple[dict[str, list[Phase]], dict[str, str], dict[str, list[tuple[str, int]]]]
+
+
+def _read_plans(network: RoadNetwork) -> Plans | None:
+    """(phases per signal, type per signal, [(tl, linkIndex)] per edge) of a SUMO ``.net.xml``.
+    The last file read is kept (by path, size and modification time): ``sumo_signal_timing`` and
+    ``sumo_actuated_signals`` both need it, and a city's network file takes seconds to parse."""
     path = Path(network.source)
     if not (path.name.endswith(".net.xml") or path.name.endswith(".net.xml.gz")) or not path.is_file():
         return None
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _last_read:
+        _last_read.clear()
+        _last_read[key] = _parse_plans(path)
+    return _last_read[key]
+
+
+#: The last network file read by ``_read_plans``: {(path, size, mtime): plans}, one entry.
+_last_read: dict[tuple[str, int, int], Plans | None] = {}
+
+
+def _parse_plans(path: Path) -> Plans | None:
     phases: dict[str, list[Phase]] = {}
     kinds: dict[str, str] = {}
     links: dict[str, list[tuple[str, int]]] = {}  # edge -> [(tl, linkIndex)]

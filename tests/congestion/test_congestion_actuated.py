@@ -101,10 +101,15 @@ def test_engine_times_actuated_segments_by_demand(make_network, make_registry, m
         )
 
 
-def test_actuated_programs_read_from_a_sumo_network(tmp_path) -> None:
+@pytest.mark.sumo
+def test_actuated_programs_read_from_a_sumo_network(tmp_path, monkeypatch) -> None:
     import subprocess
 
-    from benchmarks.sumo_scenarios import sumo_binary
+    import roadpulse.signal_plans as plans
+    from benchmarks.sumo_scenarios import sumo_available, sumo_binary
+
+    if not sumo_available():
+        pytest.skip("SUMO (eclipse-sumo) is not installed: pip install '.[dev]'")
     from roadgraph.load import load_network
     from roadpulse.signal_plans import sumo_actuated_signals, sumo_signal_timing
 
@@ -138,4 +143,14 @@ def test_actuated_programs_read_from_a_sumo_network(tmp_path) -> None:
     green = (sig.green_share * sig.nominal_s[sig.signal]).sum(axis=1) / cycle
     assert np.clip(green, 0.05, 0.95) == pytest.approx(timing[1][sig.segment])
     assert np.all(sig.min_s <= sig.nominal_s) and np.all(sig.nominal_s <= sig.max_s)
+    # The file is parsed once for both readings (a city's takes seconds), again once it changes.
+    parsed = []
+    real_parse = plans._parse_plans
+    monkeypatch.setattr(plans, "_parse_plans", lambda path: parsed.append(path) or real_parse(path))
+    plans._last_read.clear()
+    sumo_signal_timing(net)
+    sumo_actuated_signals(net)
+    assert len(parsed) == 1
+    paths["actuated"].write_bytes(paths["static"].read_bytes())
+    assert sumo_actuated_signals(net) is None and len(parsed) == 2
     assert np.any(sig.min_s < sig.nominal_s)
