@@ -564,9 +564,11 @@ def by_true_level(parts: list[Judged]) -> dict[int, dict[str, float]]:
     return out
 
 
-def print_by_true_level(pooled: dict[str, list[Judged]]) -> dict[str, dict[int, dict[str, float]]]:
+def print_by_true_level(
+    pooled: dict[str, list[Judged]], who: str = "engine"
+) -> dict[str, dict[int, dict[str, float]]]:
     out = {}
-    print("\nLooped 5-min rows pooled, by the truth's level: agreement, and median engine ÷ truth")
+    print(f"\nLooped 5-min rows pooled, by the truth's level: agreement, and median {who} ÷ truth")
     print(f"{'runs':<7} {'level':>5} {'rows':>6} {'agree':>6} {'speed':>6} {'free flow':>9}")
     for kind, parts in pooled.items():
         out[kind] = table = by_true_level(parts)
@@ -612,6 +614,39 @@ def neighbour_oracle_levels(network: object, rows: list[tuple], ff_true: dict[st
 TWIN_SEED = 9999
 
 
+def twin_judged(
+    truth: dict[tuple[float, str], float],
+    twin: dict[tuple[float, str], float],
+    limit: dict[str, float],
+    loop_edges: frozenset[str],
+    peak_start_s: float,
+) -> Judged:
+    """A second SUMO run's 5-minute truth as if it were an estimate of the first's: the rows of
+    the peak (T − 300 ≥ its start) on edges both runs saw, each side's level taken against its
+    *own* free flow (``truth_free_flow``), in the shape ``metrics`` and ``by_true_level`` judge."""
+    ff = truth_free_flow(truth, limit)
+    ff_twin = truth_free_flow(twin, limit)
+    rows = [
+        (key[0], key[1], key[1] in loop_edges, v, twin[key], ff[key[1]], ff_twin[key[1]])
+        for key, v in truth.items()
+        if key[0] - 300.0 >= peak_start_s and key in twin and key[1] in ff_twin
+    ]
+    cols: list[tuple[object, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 7
+    v, v_twin, f, f_twin = (np.asarray(c, dtype=np.float64) for c in cols[3:])
+    j = Judged(
+        ts=np.asarray(cols[0], dtype=np.float64),
+        edge=np.asarray(cols[1]),
+        looped=np.asarray(cols[2], dtype=bool),
+        est_speed=v_twin,
+        est_level=level_from_ratio(v_twin / f_twin),
+        true_speed=v,
+        true_level=level_from_ratio(v / f),
+        imputed=np.zeros(len(v), dtype=bool),
+    )
+    j.est_free_flow, j.true_free_flow = f_twin, f
+    return j
+
+
 def twin_agreement(
     truth: dict[tuple[float, str], float],
     twin: dict[tuple[float, str], float],
@@ -619,38 +654,21 @@ def twin_agreement(
     loop_edges: frozenset[str],
     peak_start_s: float,
 ) -> dict[str, float]:
-    """A second SUMO run's 5-minute truth judged against the first's as the engine is judged:
-    rows of the peak (T − 300 ≥ its start) on edges both runs saw, each side's level taken
-    against its *own* free flow (``truth_free_flow``); per looped and unlooped edges, level
-    agreement, MAE (km/h) and rows. ``free_flow_only_agreement_looped`` changes only the free
-    flow (the first run's speed over the twin's free flow): what the free flow's own
-    randomness costs."""
-    ff = truth_free_flow(truth, limit)
-    ff_twin = truth_free_flow(twin, limit)
-    out: dict[str, float] = {}
-    for name, looped in (("looped", True), ("unlooped", False)):
-        rows = [
-            (v, twin[key], ff[key[1]], ff_twin[key[1]])
-            for key, v in truth.items()
-            if key[0] - 300.0 >= peak_start_s
-            and key in twin
-            and key[1] in ff_twin
-            and (key[1] in loop_edges) == looped
-        ]
-        if not rows:
-            continue
-        v, v_twin, f, f_twin = (np.asarray(c, dtype=np.float64) for c in zip(*rows, strict=True))
-        level = level_from_ratio(v / f)
-        out[f"{name}_n"] = float(len(v))
-        out[f"{name}_level_agreement"] = float((level == level_from_ratio(v_twin / f_twin)).mean())
-        out[f"{name}_mae_kmh"] = float(np.abs(v - v_twin).mean())
-        if looped:
-            out["free_flow_only_agreement_looped"] = float((level == level_from_ratio(v / f_twin)).mean())
+    """``twin_judged`` judged as the engine is: per looped and unlooped edges, level agreement,
+    MAE (km/h) and rows. ``free_flow_only_agreement_looped`` changes only the free flow (the
+    first run's speed over the twin's free flow): what the free flow's own randomness costs."""
+    j = twin_judged(truth, twin, limit, loop_edges, peak_start_s)
+    out = metrics(j)
+    looped = j.looped
+    if looped.any():
+        only_ff = level_from_ratio(j.true_speed[looped] / j.est_free_flow[looped])
+        out["free_flow_only_agreement_looped"] = float((only_ff == j.true_level[looped]).mean())
     return out
 
 
-def run_twin(sc: Scenario, rebuild: bool) -> dict[str, dict[str, float]]:
-    """``--twin`` for one scenario: the twin against the truth, and the engine against both."""
+def run_twin(sc: Scenario, rebuild: bool) -> tuple[dict[str, dict[str, float]], Judged]:
+    """``--twin`` for one scenario: the twin against the truth, and the engine against both;
+    and the twin's rows (``twin_judged``), for the by-level table."""
     twin = rerun_twin(sc, seed=TWIN_SEED, rebuild=rebuild)
     replay = prepare(sc)
     segs = replay.network.segments  # type: ignore[attr-defined]
@@ -660,7 +678,7 @@ def run_twin(sc: Scenario, rebuild: bool) -> dict[str, dict[str, float]]:
     for key, judged_on in (("engine_vs_truth", sc), ("engine_vs_twin", twin)):
         j = judge(judged_on, replay, engine_for(replay, OVERRIDES), minutes=False)["5min"]
         out[key] = metrics(j)
-    return out
+    return out, twin_judged(truth, twin_truth, limit, sc.loop_edges, sc.peak_start_s)
 
 
 def print_twin(twins: dict[str, dict[str, dict[str, float]]]) -> None:
@@ -1002,10 +1020,14 @@ def main(argv: list[str] | None = None) -> int:
     print_oracle_split(split)
     result["by_true_level"] = print_by_true_level(pooled)
     if args.twin:
-        twins = {name: run_twin(sc, args.rebuild) for name, sc in scenarios.items()}
-        for name, t in twins.items():
-            result["scenarios"][name]["twin"] = t  # type: ignore[index]
+        twins: dict[str, dict[str, dict[str, float]]] = {}
+        twin_pooled: dict[str, list[Judged]] = {"grids": [], "cities": []}
+        for name, sc in scenarios.items():
+            twins[name], twin_rows = run_twin(sc, args.rebuild)
+            twin_pooled["grids" if SCENARIOS[name].kind == "grid" else "cities"].append(twin_rows)
+            result["scenarios"][name]["twin"] = twins[name]  # type: ignore[index]
         print_twin(twins)
+        result["twin_by_true_level"] = print_by_true_level(twin_pooled, "SUMO's twin")
         if not args.no_plots:
             result["twin_plot"] = plot_twin(twins)
     result["seconds_total"] = time.perf_counter() - started

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import shutil
 import sys
@@ -272,6 +273,37 @@ def replay(scenario: Scenario, readings: Path, out: Path) -> tuple[list[dict[str
                 m["_tick"] = tick
                 messages.append(m)
     return messages, seconds
+
+
+def detectors_pos(detectors: Path, edge: str) -> float:
+    """Position (m) of ``edge``'s loops in a SUMO additional file (lane 0's; NaN if none)."""
+    for loop in ET.parse(detectors).getroot().iter("inductionLoop"):
+        if loop.get("lane") == f"{edge}_0":
+            return float(loop.get("pos", "nan"))
+    return float("nan")
+
+
+def lane_counts(readings: Path, edge: str, t0: float, t1: float) -> dict[str, tuple[float, float]]:
+    """{lane: (vehicles counted, mean occupancy %)} of ``edge``'s loops (``e1_{edge}_{lane}``, as
+    ``sumo_scenarios.write_loops`` names them) over readings with t0 < ts ≤ t1: what the blocked
+    edge's loops saw, to set beside the incident-free run's."""
+    prefix = f'"e1_{edge}_'
+    sums: dict[str, list[float]] = {}
+    with open(readings, encoding="utf-8") as fh:
+        for line in fh:
+            if prefix not in line:
+                continue
+            r = json.loads(line)
+            if t0 < float(r["ts"]) <= t1:
+                acc = sums.setdefault(str(r["detector_id"]).rsplit("_", 1)[1], [0.0, 0.0, 0.0])
+                acc[0] += float(r["count"] or 0)
+                acc[1] += float(r["occupancy_pct"] or 0.0)
+                acc[2] += 1
+    return {lane: (a[0], a[1] / a[2]) for lane, a in sorted(sums.items())}
+
+
+def _lanes_text(lanes: dict[str, tuple[float, float]]) -> str:
+    return " ".join(f"{c:.0f}/{o:.0f}" for c, o in lanes.values()) or "-"
 
 
 def incidents_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -702,6 +734,9 @@ def main() -> None:
             on_edge = [i for i in incs_b if i["segment_id"] == edge and i["published"] >= start]
             detected = min((i["published"] for i in on_edge), default=None)
             others = [i for i in incs_b if i["segment_id"] != edge]
+            # What the loops saw in the first 5 minutes, beside the incident-free run.
+            window = (start, start + 300.0)
+            loop_pos = detectors_pos(free.detectors, edge)
             block_rows.append(
                 {
                     "set": which,
@@ -714,6 +749,10 @@ def main() -> None:
                     "cause": on_edge[0]["description"].split(": ", 1)[1] if on_edge else None,
                     "other_incidents": len(others),
                     "segments": n_segments,
+                    "stop_pos_m": blocked.blocked["pos_m"],
+                    "loop_pos_m": loop_pos,
+                    "first_5_min_lanes_free": lane_counts(free.readings, edge, *window),
+                    "first_5_min_lanes_blocked": lane_counts(blocked.readings, edge, *window),
                 }
             )
             slug = tag.replace(" ", "_").replace("@", "").replace("%", "")
@@ -748,14 +787,22 @@ def main() -> None:
         print(f"{'pooled':34} {'':8} {total_inc:9d} {pooled[which]:13.2f}")
 
         print(f"\n[{which}] Lane-blocking incident: detection delay (target ≤ 300 s)")
-        print(f"{'run':34} {'edge':>14} {'delay s':>8} {'other incidents':>15}  cause")
+        print(
+            f"{'run':34} {'edge':>14} {'delay s':>8} {'other incidents':>15} {'stop':>5}  "
+            f"{'first 5 min, lanes count/occ %: no incident -> blocked':<40}  cause"
+        )
         brows = [r for r in block_rows if r["set"] == which]
         for r in brows:
             delay = "missed" if r["delay_s"] is None else f"{r['delay_s']:.0f}"
+            stop_m, loop_m = float(r["stop_pos_m"]), float(r["loop_pos_m"])
+            side = "?" if math.isnan(loop_m) else "up" if stop_m < loop_m else "down"
+            free_lanes, blocked_lanes = r["first_5_min_lanes_free"], r["first_5_min_lanes_blocked"]
+            lanes = f"{_lanes_text(free_lanes)} -> {_lanes_text(blocked_lanes)}"
             print(
-                f"{r['run']:34} {r['edge']:>14} {delay:>8} {r['other_incidents']:15d}  "
-                f"{(r['cause'] or '')[:60]}"
+                f"{r['run']:34} {r['edge']:>14} {delay:>8} {r['other_incidents']:15d} {side:>5}  "
+                f"{lanes:<40}  {(r['cause'] or '')[:60]}"
             )
+        print("stop: the stopped vehicle up- or downstream of the edge's loops")
         hit = sum(1 for r in brows if r["delay_s"] is not None and r["delay_s"] <= 300)
         print(f"detected within 5 minutes: {hit} of {len(brows)}")
 
