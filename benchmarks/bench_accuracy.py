@@ -654,10 +654,14 @@ def twin_agreement(
     loop_edges: frozenset[str],
     peak_start_s: float,
 ) -> dict[str, float]:
-    """``twin_judged`` judged as the engine is: per looped and unlooped edges, level agreement,
+    """``twin_judged`` judged as the engine is (``twin_metrics``)."""
+    return twin_metrics(twin_judged(truth, twin, limit, loop_edges, peak_start_s))
+
+
+def twin_metrics(j: Judged) -> dict[str, float]:
+    """A twin's rows judged as the engine's are: per looped and unlooped edges, level agreement,
     MAE (km/h) and rows. ``free_flow_only_agreement_looped`` changes only the free flow (the
     first run's speed over the twin's free flow): what the free flow's own randomness costs."""
-    j = twin_judged(truth, twin, limit, loop_edges, peak_start_s)
     out = metrics(j)
     looped = j.looped
     if looped.any():
@@ -666,19 +670,25 @@ def twin_agreement(
     return out
 
 
-def run_twin(sc: Scenario, rebuild: bool) -> tuple[dict[str, dict[str, float]], Judged]:
-    """``--twin`` for one scenario: the twin against the truth, and the engine against both;
+def run_twin(
+    sc: Scenario, rebuild: bool, engine_vs_truth: dict[str, float]
+) -> tuple[dict[str, dict[str, float]], Judged]:
+    """``--twin`` for one scenario: the twin against the truth, and the engine against the twin
+    (``engine_vs_truth``, the plain run's 5-minute metrics, is passed in, not replayed again);
     and the twin's rows (``twin_judged``), for the by-level table."""
     twin = rerun_twin(sc, seed=TWIN_SEED, rebuild=rebuild)
     replay = prepare(sc)
     segs = replay.network.segments  # type: ignore[attr-defined]
     limit = {str(i): float(v) for i, v in zip(segs.segment_id, segs.speed_limit_kmh, strict=True)}
     truth, twin_truth = read_edgedata(sc.edgedata_300), read_edgedata(twin.edgedata_300)
-    out = {"twin_vs_truth": twin_agreement(truth, twin_truth, limit, sc.loop_edges, sc.peak_start_s)}
-    for key, judged_on in (("engine_vs_truth", sc), ("engine_vs_twin", twin)):
-        j = judge(judged_on, replay, engine_for(replay, OVERRIDES), minutes=False)["5min"]
-        out[key] = metrics(j)
-    return out, twin_judged(truth, twin_truth, limit, sc.loop_edges, sc.peak_start_s)
+    rows = twin_judged(truth, twin_truth, limit, sc.loop_edges, sc.peak_start_s)
+    against_twin = judge(twin, replay, engine_for(replay, OVERRIDES), minutes=False)["5min"]
+    out = {
+        "twin_vs_truth": twin_metrics(rows),
+        "engine_vs_truth": engine_vs_truth,
+        "engine_vs_twin": metrics(against_twin),
+    }
+    return out, rows
 
 
 def print_twin(twins: dict[str, dict[str, dict[str, float]]]) -> None:
@@ -1023,7 +1033,8 @@ def main(argv: list[str] | None = None) -> int:
         twins: dict[str, dict[str, dict[str, float]]] = {}
         twin_pooled: dict[str, list[Judged]] = {"grids": [], "cities": []}
         for name, sc in scenarios.items():
-            twins[name], twin_rows = run_twin(sc, args.rebuild)
+            engine_metrics = result["scenarios"][name]["travel_speed/5min"]  # type: ignore[index]
+            twins[name], twin_rows = run_twin(sc, args.rebuild, engine_metrics)
             twin_pooled["grids" if SCENARIOS[name].kind == "grid" else "cities"].append(twin_rows)
             result["scenarios"][name]["twin"] = twins[name]  # type: ignore[index]
         print_twin(twins)

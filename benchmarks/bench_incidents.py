@@ -722,6 +722,10 @@ def main() -> None:
             }
         )
         edge, length = busiest_edge(free) if choose == "busiest" else central_busy_edge(free)
+        # The incident-free side of the first-5-minutes comparison: one edge and (the stop
+        # starts at the same time at every position) one window per run, read once.
+        loop_pos = detectors_pos(free.detectors, edge)
+        free_lanes_at: dict[float, dict[str, tuple[float, float]]] = {}
         for rel in positions:
             tag = f"{name} block@{int(rel * 100)}%"
             blocked = with_blocker(
@@ -736,7 +740,8 @@ def main() -> None:
             others = [i for i in incs_b if i["segment_id"] != edge]
             # What the loops saw in the first 5 minutes, beside the incident-free run.
             window = (start, start + 300.0)
-            loop_pos = detectors_pos(free.detectors, edge)
+            if start not in free_lanes_at:
+                free_lanes_at[start] = lane_counts(free.readings, edge, *window)
             block_rows.append(
                 {
                     "set": which,
@@ -751,7 +756,7 @@ def main() -> None:
                     "segments": n_segments,
                     "stop_pos_m": blocked.blocked["pos_m"],
                     "loop_pos_m": loop_pos,
-                    "first_5_min_lanes_free": lane_counts(free.readings, edge, *window),
+                    "first_5_min_lanes_free": free_lanes_at[start],
                     "first_5_min_lanes_blocked": lane_counts(blocked.readings, edge, *window),
                 }
             )
