@@ -203,7 +203,7 @@ SCENARIOS = {
          "quiet_period_s": 1.5},
     ),
     # Held out: built after the changes of the travel-speed work were chosen on the scenarios
-    # above; run once with and without them to report them (README).
+    # above; run once with and without them to report them (docs/accuracy.md).
     "grid5-s31": ScenarioSpec(
         "grid5-s31", "grid", {"grid_n": 5, "seed": 31, "peak_period_s": 0.28, "duration_s": 2700}
     ),
@@ -226,7 +226,7 @@ SCENARIOS = {
          "quiet_period_s": 2.0},
     ),
     # Held out, second set: built after the stop-start loss was chosen (whose choice looked at
-    # the four above); run once with and without it (README).
+    # the four above); run once with and without it (docs/accuracy.md).
     "grid5-s41": ScenarioSpec(
         "grid5-s41", "grid", {"grid_n": 5, "seed": 41, "peak_period_s": 0.3, "duration_s": 2700}
     ),
@@ -255,7 +255,7 @@ SCENARIOS = {
          "quiet_period_s": 1.5},
     ),
     # Held out, third set: built after the upstream queue share was made to rise with the loop's
-    # occupancy (chosen on the scenarios above); run once with and without it (README).
+    # occupancy (chosen on the scenarios above); run once with and without it (docs/accuracy.md).
     "grid5-s51": ScenarioSpec(
         "grid5-s51",
         "grid",
@@ -314,7 +314,7 @@ FULL = (
     "grid5-s51", "grid4-s52", "grid6-s53", "grid4-s54", "west-oakland-s55",
     "grid6-s71", "grid5-s72", "grid4-s73",
 )
-#: Never looked at while the model and its constants were chosen (README: the held-out rows).
+#: Never looked at while the model and its constants were chosen (docs/accuracy.md: the held-out rows).
 #: (``grid6-s15`` was held out from the previous model's choices, but not from issue #3's queue
 #: memory, whose work looked at every scenario above the held-out block; the first held-out four,
 #: ``grid5-s31`` … ``west-oakland-s34``, were looked at while the stop-start loss was chosen, and

@@ -17,7 +17,7 @@ been silent (or unusable) for longer than ``stale_after_s``. Such a segment is f
    times is what a driver meeting either would experience (on SUMO grids this took unlooped
    level agreement from 18–59 % to 42–72 %). p > 1 lets the most congested neighbour weigh
    more still (p = 8: r = 0.11 above); it raised unlooped agreement on the scenarios it was
-   tried on but not on scenarios held out from that choice (README), so p stays 1. Where no
+   tried on but not on scenarios held out from that choice (docs/accuracy.md), so p stays 1. Where no
    neighbour is measured, the neighbours' own imputed
    values are used one hop further, at ``second_hop_weight``;
 2. its own **typical profile**: the segment's learned mean ratio for this hour of day (learned

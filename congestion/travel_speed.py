@@ -91,7 +91,7 @@ Model
 
 The constants are ``[engine]`` config keys (``engine.ENGINE_CONFIG_FIELDS``), checked by
 leave-scenarios-out validation on SUMO grids of several sizes, seeds, demands and signal programs
-and on real-city networks (benchmarks/bench_accuracy.py ``--validate``); see the README.
+and on real-city networks (benchmarks/bench_accuracy.py ``--validate``); see docs/accuracy.md.
 
 Smoothing (``_kernels.update_segments``)
 --------------------------------------
