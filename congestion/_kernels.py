@@ -762,8 +762,8 @@ def update_segments(
        in a later interval puts the finished interval's speed, if it counted a vehicle, into the
        free-flow histogram (``_free_flow_sample``), its time less ``ff_delay_sd`` standard
        deviations of its vehicles' mean junction delay (``_junction_delay_sd`` ÷ √vehicles, at
-       most the delay it kept), and once it holds ``ff_min_samples`` the free-flow speed is the mean of its top ninth
-       (GB/T 33171 §7.2.1.2), at most the speed limit;
+       most the delay it kept), and once it holds ``ff_min_samples`` the free-flow speed is the
+       mean of its top ninth (GB/T 33171 §7.2.1.2), at most the speed limit;
     5. the typical profile of the hour of day (UTC) moves towards the ratio speed / free flow.
 
     Otherwise the segment keeps the estimate it holds. A held estimate older than
