@@ -514,7 +514,8 @@ HP_PROFILE_ALPHA = 7
 HP_WEIGHT_BY_OCCUPANCY = 8
 HP_FF_DELAY_SHARE = 9
 HP_FF_INTERVAL_S = 10
-HP_N = 11
+HP_FF_DELAY_SD = 11
+HP_N = 12
 
 PROFILE_SCALE = 200.0
 PROFILE_NONE = 255
@@ -548,6 +549,35 @@ def _junction_delay(
         loss = v_run_ms * per_stop
         return uniform + model_params[TS_STOP_LOSS_FACTOR] * stops * loss
     return model_params[TS_PRIORITY_DELAY_S]
+
+
+@njit(cache=True, nogil=True)
+def _junction_delay_sd(
+    flow_veh_h: float,
+    signalised: bool,
+    model_params: tuple[float, ...],
+    cycle_s: float,
+    green_ratio: float,
+    v_run_ms: float,
+) -> float:
+    """Standard deviation (s) of one vehicle's delay at the downstream junction about the mean
+    of ``_junction_delay``, for arrivals at random over the signal's cycle: a vehicle stops with
+    probability p (Akçelik's stop rate, as there), waits U(0, r) scaled by the delay factor
+    (r = (1 − λ)·C, the red) and pays the stop-start loss S; one that does not stop has no delay.
+    Var = p·E[(f·U + S)²] − (p·(f·r/2 + S))². 0 without a signal (a fixed priority delay)."""
+    if not signalised:
+        return 0.0
+    cycle = cycle_s if cycle_s == cycle_s else model_params[TS_CYCLE_S]
+    lam = green_ratio if green_ratio == green_ratio else model_params[TS_GREEN_RATIO]
+    sat = model_params[TS_SATURATION_FLOW_VEH_H]
+    y = min(flow_veh_h / sat, 0.95 * lam)
+    p = min(1.0, (1.0 - lam) / (1.0 - y))
+    wait = model_params[TS_SIGNAL_DELAY_FACTOR] * (1.0 - lam) * cycle
+    per_stop = 0.5 / model_params[TS_STOP_ACCEL_MS2] + 0.5 / model_params[TS_STOP_DECEL_MS2]
+    loss = model_params[TS_STOP_LOSS_FACTOR] * v_run_ms * per_stop
+    second = p * (wait * wait / 3.0 + wait * loss + loss * loss)
+    first = p * (0.5 * wait + loss)
+    return math.sqrt(max(second - first * first, 0.0))
 
 
 @njit(cache=True, nogil=True)
@@ -730,9 +760,10 @@ def update_segments(
        the segment's free-flow interval sums ``ff_interval`` (columns: interval index k of
        ((k-1)·I, k·I], distance, time, vehicles counted; I = ``ff_interval_s``); the first tick
        in a later interval puts the finished interval's speed, if it counted a vehicle, into the
-       free-flow histogram (``_free_flow_sample``),
-       and once it holds ``ff_min_samples`` the free-flow speed is the mean of its top ninth
-       (GB/T 33171 §7.2.1.2), at most the speed limit;
+       free-flow histogram (``_free_flow_sample``), its time less ``ff_delay_sd`` standard
+       deviations of its vehicles' mean junction delay (``_junction_delay_sd`` ÷ √vehicles, at
+       most the delay it kept), and once it holds ``ff_min_samples`` the free-flow speed is the
+       mean of its top ninth (GB/T 33171 §7.2.1.2), at most the speed limit;
     5. the typical profile of the hour of day (UTC) moves towards the ratio speed / free flow.
 
     Otherwise the segment keeps the estimate it holds. A held estimate older than
@@ -755,6 +786,7 @@ def update_segments(
     weight_by_occupancy = held_params[HP_WEIGHT_BY_OCCUPANCY] > 0.0
     ff_delay_share = held_params[HP_FF_DELAY_SHARE]
     ff_interval_s = held_params[HP_FF_INTERVAL_S]
+    ff_delay_sd = held_params[HP_FF_DELAY_SD]
     # Free-flow interval this tick closes: ((k - 1)·I, k·I] (a tick at k·I reports readings up to it).
     tick_interval = np.float64(math.ceil(tick_ts / ff_interval_s))
     hour = int((tick_ts % 86400.0) // 3600.0) % profile.shape[1]
@@ -852,7 +884,19 @@ def update_segments(
                         done_k = ff_interval[s, 0]
                         done_m = ff_interval[s, 1]
                         done_s = ff_interval[s, 2]
-                        if done_k == done_k and done_s > 0.0 and ff_interval[s, 3] > 0.0:
+                        done_n = ff_interval[s, 3]
+                        if done_k == done_k and done_s > 0.0 and done_n > 0.0:
+                            if ff_delay_sd > 0.0:
+                                # The interval's speed as its luckier draws of arrival over the
+                                # cycle give it: ``ff_delay_sd`` standard deviations of the
+                                # mean delay of its n vehicles (sd/√n) off its time, at most the
+                                # delay it kept (this tick's model of it stands for the
+                                # interval's).
+                                sd = _junction_delay_sd(
+                                    flow, seg.signalised, model_params, cycle, green, v_run
+                                )
+                                cut = min(ff_delay_sd * sd / math.sqrt(done_n), ff_delay_share * delay)
+                                done_s = max(done_s - cut / length * done_m, 0.25 * done_s)
                             ff = _free_flow_sample(
                                 3.6 * done_m / done_s,
                                 limit,

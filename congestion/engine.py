@@ -77,7 +77,7 @@ from .travel_speed import DEFAULT_LOOP_POSITION, TravelSpeedParams
 from .types import ReadingBatch, SegmentStates, TickResult
 
 #: ``EngineSettings`` fields for which 0 is allowed (it switches the feature off).
-_MAY_BE_ZERO = ("smoothing_weight_by_occupancy", "queue_speed_fraction_of_limit")
+_MAY_BE_ZERO = ("smoothing_weight_by_occupancy", "queue_speed_fraction_of_limit", "free_flow_delay_sd")
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,11 @@ class EngineSettings:
     free_flow_min_samples: float = 3.0
     #: Share of the mean junction delay kept in the speeds that free flow is learned from (the
     #: top ninth of intervals at a signal are those that met mostly green; 1 = all of it).
-    free_flow_delay_share: float = 0.6
+    free_flow_delay_share: float = 0.8
+    #: Standard deviations of an interval's mean junction delay (per-vehicle spread of arrival
+    #: over the signal cycle ÷ √vehicles) taken off the time of each free-flow interval speed:
+    #: the top ninth of real intervals are their luckiest draws, which a mean never shows.
+    free_flow_delay_sd: float = 0.5
     #: Samples at which the free-flow histogram is halved (so it follows slow changes).
     free_flow_history_cap: float = 4000.0
     #: Length (s) of the intervals whose travel speeds free flow is learned from (GB/T 33171
@@ -165,6 +169,7 @@ ENGINE_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "smoothing_tau_s": ("settings", "smoothing_tau_s"),
     "free_flow_min_samples": ("settings", "free_flow_min_samples"),
     "free_flow_delay_share": ("settings", "free_flow_delay_share"),
+    "free_flow_delay_sd": ("settings", "free_flow_delay_sd"),
     "free_flow_interval_s": ("settings", "free_flow_interval_s"),
     "queue_speed_fraction_of_limit": ("settings", "queue_speed_fraction_of_limit"),
     "actuated_max_gap_s": ("settings", "actuated_max_gap_s"),
@@ -218,6 +223,7 @@ def _held_params(settings: EngineSettings) -> tuple[float, ...]:
     params[_kernels.HP_WEIGHT_BY_OCCUPANCY] = float(settings.smoothing_weight_by_occupancy)
     params[_kernels.HP_FF_DELAY_SHARE] = min(settings.free_flow_delay_share, 1.0)
     params[_kernels.HP_FF_INTERVAL_S] = settings.free_flow_interval_s
+    params[_kernels.HP_FF_DELAY_SD] = settings.free_flow_delay_sd
     return tuple(float(p) for p in params)
 
 

@@ -112,10 +112,14 @@ the top ninth of the segment's *interval* travel speeds, at most the limit. An i
 ``free_flow_interval_s`` (300 s, aligned to its multiples, like the 5-minute intervals levels are
 judged on); its speed is the distance ÷ time of its ticks' own evidence (not the smoothed
 speeds, which carry the previous interval in), and an interval in which no vehicle was counted
-gives none. The time keeps only ``free_flow_delay_share`` (0.6) of the modelled junction delay:
-the top ninth of real intervals at a signal are those whose few vehicles met mostly green,
-which a model of the mean delay never shows. ``free_flow_min_samples`` (3) intervals are needed
-before the learned value replaces the road-class default.
+gives none. The time keeps ``free_flow_delay_share`` (0.8) of the modelled mean junction delay,
+less ``free_flow_delay_sd`` (0.5) standard deviations of the interval's mean delay (at most what
+it kept): with arrivals at random over the cycle one vehicle's delay has the spread of
+``junction_delay_sd_reference``, the mean of an interval's n vehicles that spread ÷ √n. The top
+ninth of real intervals are their luckiest draws — the more so the fewer vehicles they held and
+the nearer the green share is to one half — which a model of the mean never shows; a fixed
+share of the mean delay fitted only intervals of about five vehicles. ``free_flow_min_samples``
+(3) intervals are needed before the learned value replaces the road-class default.
 """
 
 from __future__ import annotations
@@ -242,6 +246,33 @@ def stop_loss_reference(
     stops = np.minimum(1.0, (1.0 - lam) / (1.0 - y))
     loss = 0.5 * np.asarray(v_run_ms, dtype=np.float64) * (1.0 / p.stop_accel_ms2 + 1.0 / p.stop_decel_ms2)
     return p.stop_loss_factor * stops * loss
+
+
+def junction_delay_sd_reference(
+    flow_veh_h: np.ndarray,
+    v_run_ms: np.ndarray,
+    signalised: np.ndarray,
+    p: TravelSpeedParams,
+    cycle_s: np.ndarray | None = None,
+    green_ratio: np.ndarray | None = None,
+) -> np.ndarray:
+    """Standard deviation (s) of one vehicle's junction delay for arrivals at random over the
+    cycle (numpy twin of ``_kernels._junction_delay_sd``): with probability p (Akçelik's stop
+    rate, as in ``stop_loss_reference``) the vehicle stops, waits f·U(0, r) (r = (1 − λ)·C the
+    red, f = ``signal_delay_factor``) and pays the stop-start loss S; otherwise it has none.
+    Var = p·(f²r²/3 + f·r·S + S²) − p²·(f·r/2 + S)². 0 at a junction without a signal."""
+    cycle = p.cycle_s if cycle_s is None else np.where(np.isnan(cycle_s), p.cycle_s, cycle_s)
+    lam: float | np.ndarray = p.green_ratio
+    if green_ratio is not None:
+        lam = np.where(np.isnan(green_ratio), p.green_ratio, green_ratio)
+    y = np.minimum(np.asarray(flow_veh_h, dtype=np.float64) / p.saturation_flow_veh_h, 0.95 * lam)
+    stops = np.minimum(1.0, (1.0 - lam) / (1.0 - y))
+    wait = p.signal_delay_factor * (1.0 - lam) * cycle
+    loss = p.stop_loss_factor * 0.5 * np.asarray(v_run_ms, dtype=np.float64) * (
+        1.0 / p.stop_accel_ms2 + 1.0 / p.stop_decel_ms2
+    )
+    var = stops * (wait**2 / 3.0 + wait * loss + loss**2) - (stops * (0.5 * wait + loss)) ** 2
+    return np.where(signalised, np.sqrt(np.maximum(var, 0.0)), 0.0)
 
 
 def upstream_queue_share_reference(occupancy: float | np.ndarray, p: TravelSpeedParams) -> np.ndarray:

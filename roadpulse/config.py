@@ -73,7 +73,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
             (int, float), 3.0, "interval speeds a segment needs before its free flow is learned", 1, 100000
         ),
         "free_flow_delay_share": Key(
-            (int, float), 0.6, "share of the modelled junction delay kept in free-flow samples", 0, 1
+            (int, float), 0.8, "share of the modelled junction delay kept in free-flow samples", 0, 1
+        ),
+        "free_flow_delay_sd": Key(
+            (int, float), 0.5,
+            "standard deviations of an interval's mean signal delay taken off free-flow samples", 0, 5
         ),
         "free_flow_interval_s": Key(
             (int, float), 300.0, "interval whose travel speeds free flow is learned from, s", 60, 3600

@@ -15,6 +15,7 @@ from congestion.levels import RATIO_UPPER_BOUNDS, level_from_ratio
 from congestion.state import FF_BINS, PROFILE_BINS, PROFILE_NONE
 from congestion.travel_speed import (
     TravelSpeedParams,
+    junction_delay_sd_reference,
     stop_loss_reference,
     travel_time_reference,
     upstream_queue_share_reference,
@@ -61,6 +62,80 @@ def test_travel_time_kernel_matches_reference(seed: int) -> None:
         travel_time_reference(**cols, p=params, cycle_s=np.full(n, np.nan), green_ratio=np.full(n, np.nan)),
     )
     assert (cols["occupancy"] >= params.queue_occupancy).sum() > 100  # the queue branch ran
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_junction_delay_sd_kernel_matches_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 2000
+    flow = rng.uniform(0, 2000, n)
+    v_run = rng.uniform(0.5, 25, n)
+    signalised = rng.random(n) < 0.7
+    cycle = np.where(rng.random(n) < 0.5, np.nan, rng.uniform(30, 150, n))
+    green = np.where(rng.random(n) < 0.5, np.nan, rng.uniform(0.05, 0.95, n))
+    params = TravelSpeedParams(signal_delay_factor=0.8, stop_loss_factor=1.3)
+    want = junction_delay_sd_reference(flow, v_run, signalised, params, cycle, green)
+    got = np.array(
+        [
+            k._junction_delay_sd(
+                float(flow[i]), bool(signalised[i]), params.as_tuple(), float(cycle[i]), float(green[i]),
+                float(v_run[i]),
+            )
+            for i in range(n)
+        ]
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert (want[~signalised] == 0).all() and (want[signalised] > 0).all()
+
+
+def test_junction_delay_sd_of_random_arrival() -> None:
+    """At no flow and without the stop-start loss one vehicle's delay is 0 with probability λ and
+    f·U(0, (1 − λ)C) otherwise: sd = f·(1 − λ)C·√((1 − λ)/3 − (1 − λ)²/4), whose mean is Webster's
+    uniform delay at X = 0; no spread where the signal is green all the time."""
+    p = replace(TravelSpeedParams(), stop_loss_factor=0.0, signal_delay_factor=0.8)
+    for lam, cycle in ((0.45, 90.0), (0.25, 120.0), (0.7, 60.0)):
+        got = junction_delay_sd_reference(np.array([0.0]), np.array([12.0]), np.array([True]), p,
+                                          np.array([cycle]), np.array([lam]))[0]
+        red = 1.0 - lam
+        assert got == pytest.approx(0.8 * red * cycle * np.sqrt(red / 3 - red**2 / 4))
+    always_green = junction_delay_sd_reference(np.array([0.0]), np.array([12.0]), np.array([True]),
+                                               TravelSpeedParams(), None, np.array([1.0]))
+    assert always_green[0] == 0.0
+
+
+def test_free_flow_samples_take_off_the_spread_of_few_vehicles_delay(
+    chain, make_registry, make_batch
+) -> None:
+    """At a signal each interval's free-flow speed keeps ``free_flow_delay_share`` of the modelled
+    mean delay less ``free_flow_delay_sd`` standard deviations of its n vehicles' mean delay
+    (sd/√n, at most what it kept): an interval of one vehicle a minute learns a higher free flow
+    than one of eight a minute by more than their difference in mean delay alone gives."""
+    params = TravelSpeedParams()
+    share, limit, length, v = 0.8, 50.0, 200.0, 45.0
+    learned = {}
+    for delay_sd, per_minute in ((0.0, 1.0), (0.0, 8.0), (0.5, 1.0), (0.5, 8.0)):
+        settings = EngineSettings(free_flow_delay_share=share, free_flow_delay_sd=delay_sd)
+        engine = CongestionEngine(chain(1, signalised=True), make_registry([0]), settings, model=params)
+        default = float(engine.states.free_flow_kmh[0])
+        for i in range(60):
+            ts = 60.0 * (i + 1)
+            engine.add_readings(make_batch([0], [ts], count=[per_minute], occupancy_pct=[2.0], speed_kmh=[v],
+                                           interval_s=[60.0]))
+            st = engine.tick(ts).states
+        flow = per_minute * 60.0
+        v_run = min(v, params.run_speed_cap * limit) / 3.6
+        delay = k._junction_delay(flow, True, params.as_tuple(), np.nan, np.nan, v_run)
+        pace = (length / (v / 3.6) + delay) / length
+        pace_ff = pace - (1.0 - share) * min(delay / length, 0.75 * pace)
+        sd = junction_delay_sd_reference(np.array([flow]), np.array([v_run]), np.array([True]), params)[0]
+        cut = min(delay_sd * sd / np.sqrt(5 * per_minute), share * delay)
+        sample = 3.6 / (pace_ff - cut / length)
+        want = _ref_free_flow([sample] * 11, limit, default, settings.free_flow_min_samples)
+        learned[delay_sd, per_minute] = float(st.free_flow_kmh[0])
+        assert learned[delay_sd, per_minute] == pytest.approx(want, rel=1e-5)
+        assert want != pytest.approx(default)
+    assert learned[0.5, 1.0] > learned[0.0, 1.0] * 1.05
+    assert learned[0.5, 1.0] / learned[0.5, 8.0] > learned[0.0, 1.0] / learned[0.0, 8.0] * 1.03
 
 
 def test_webster_delay_grows_with_saturation() -> None:
