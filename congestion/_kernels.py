@@ -940,6 +940,8 @@ IP_SECOND_HOP_WEIGHT = 2
 IP_PROFILE_WEIGHT = 3
 IP_CONFIDENCE_FACTOR = 4
 IP_TTI_POWER = 5
+IP_JUNCTION_MODEL = 6
+IP_N = 7
 
 
 @njit(cache=True, nogil=True)
@@ -980,6 +982,7 @@ def impute_segments(
     pred_indices: np.ndarray,
     profile: np.ndarray,
     free_flow_kmh: np.ndarray,
+    base_tti: np.ndarray,
     scratch_unknown: np.ndarray,
     scratch_ratio: np.ndarray,
     scratch_conf: np.ndarray,
@@ -1024,14 +1027,14 @@ def impute_segments(
             j = succ_indices[k]
             v = speed_kmh[j]
             if j != s and v == v:
-                r = np.float64(v) / np.float64(free_flow_kmh[j])
+                r = np.float64(v) / np.float64(free_flow_kmh[j]) * np.float64(base_tti[j])
                 c = max(np.float64(confidence[j]), 0.05)
                 s0, s1, s2 = _pool_neighbour(r, c, w_down, tti_power, s0, s1, s2)
         for k in range(pred_indptr[s], pred_indptr[s + 1]):
             j = pred_indices[k]
             v = speed_kmh[j]
             if j != s and v == v:
-                r = np.float64(v) / np.float64(free_flow_kmh[j])
+                r = np.float64(v) / np.float64(free_flow_kmh[j]) * np.float64(base_tti[j])
                 c = max(np.float64(confidence[j]), 0.05)
                 s0, s1, s2 = _pool_neighbour(r, c, w_up, tti_power, s0, s1, s2)
         if s1 > 0.0:
@@ -1075,6 +1078,10 @@ def impute_segments(
                 sw = hop2
             else:
                 sw = 0.0
+        # r is the neighbours' pooled 1 / excess (their TTI over their own ``base_tti``): back
+        # to this segment's ratio through its own baseline (1 everywhere: the plain TTI pool).
+        base = np.float64(base_tti[s])
+        r = r / base
         rp = profile[s, hour]
         if rp != PROFILE_NONE:
             r_prof = np.float64(rp) / PROFILE_SCALE
@@ -1100,6 +1107,102 @@ def impute_segments(
         confidence[s] = conf_factor * np.float64(np.float32(c))
         imputed[s] = True
     return n_filled
+
+
+@njit(cache=True, nogil=True)
+def smooth_segment_flows(
+    segments: np.ndarray, decay: float, flow_count: np.ndarray, flow_seconds: np.ndarray
+) -> None:
+    """Fold the tick's vehicles counted and detector-seconds covered (``segments``, the scratch
+    records of ``accumulate_readings``, read before ``update_segments`` resets them) into the
+    exponentially decayed sums ``flow_count`` / ``flow_seconds`` (× ``decay`` first): their ratio
+    is the segment's smoothed flow per lane (veh/s; each loop is one lane)."""
+    for s in range(segments.shape[0]):
+        seg = segments[s]
+        flow_count[s] = decay * flow_count[s] + np.float64(seg.count)
+        flow_seconds[s] = decay * flow_seconds[s] + np.float64(seg.interval_s)
+
+
+@njit(cache=True, nogil=True)
+def model_free_flow(
+    segments: np.ndarray,
+    cycle_s: np.ndarray,
+    green_ratio: np.ndarray,
+    model_params: tuple[float, ...],
+    run_fraction: float,
+    ff_delay_share: float,
+    out_free_flow_kmh: np.ndarray,
+) -> None:
+    """Per segment, the free-flow speed (km/h) the travel-speed model gives it with no traffic:
+    L / (L / v₀ + ``ff_delay_share`` · d(0)), v₀ = ``run_fraction`` × the speed limit (the engine's
+    free flow before any is learned, ``free_flow_fraction_of_limit``: vehicles' free running
+    speed), d(0) the
+    delay of its downstream junction at zero flow with the signal timing ``cycle_s`` /
+    ``green_ratio`` (NaN: the model's defaults) — the share of it kept being the one the learned
+    free flow keeps (``update_segments``, ``free_flow_delay_share``); at most the limit."""
+    for s in range(segments.shape[0]):
+        seg = segments[s]
+        length = np.float64(seg.length_m)
+        limit = np.float64(seg.speed_limit_kmh)
+        v0 = run_fraction * limit / 3.6
+        delay = _junction_delay(0.0, seg.signalised, model_params, cycle_s[s], green_ratio[s], v0)
+        out_free_flow_kmh[s] = min(3.6 * length / (length / v0 + ff_delay_share * delay), limit)
+
+
+@njit(cache=True, nogil=True)
+def impute_baselines(
+    impute_params: tuple[float, ...],
+    model_params: tuple[float, ...],
+    run_fraction: float,
+    succ_indptr: np.ndarray,
+    succ_indices: np.ndarray,
+    pred_indptr: np.ndarray,
+    pred_indices: np.ndarray,
+    segments: np.ndarray,
+    flow_count: np.ndarray,
+    flow_seconds: np.ndarray,
+    speed_kmh: np.ndarray,
+    model_free_flow_kmh: np.ndarray,
+    out_base_tti: np.ndarray,
+) -> None:
+    """Per segment, the travel-time index the travel-speed model gives it *uncongested* at its
+    flow (``imputation`` docs): its model travel time (L / v₀ + d(q)) over its model free-flow
+    travel time (``model_free_flow_kmh``, from ``model_free_flow``), v₀ = ``run_fraction`` × the
+    speed limit, d the delay of its own downstream junction (``_junction_delay``: its signal's
+    cycle and green ratio as the records hold them this tick, or priority), q its smoothed flow
+    per lane (``smooth_segment_flows``) when it has a measured state and a flow, else — a
+    segment without a measured state — the weighted mean of its neighbours' (downstream
+    ``downstream_weight``, upstream ``upstream_weight``), else 0. ``impute_segments`` divides the
+    measured neighbours' TTIs by theirs (their excess over what their own junction explains) and
+    multiplies the pooled excess by the segment's own. At a priority junction it is 1."""
+    w_down = impute_params[IP_DOWNSTREAM_WEIGHT]
+    w_up = impute_params[IP_UPSTREAM_WEIGHT]
+    for s in range(segments.shape[0]):
+        q = 0.0
+        if flow_seconds[s] > 0.0 and speed_kmh[s] == speed_kmh[s]:
+            q = flow_count[s] / flow_seconds[s]
+        elif speed_kmh[s] != speed_kmh[s]:
+            sq = sw = 0.0
+            for k in range(succ_indptr[s], succ_indptr[s + 1]):
+                j = succ_indices[k]
+                if j != s and flow_seconds[j] > 0.0:
+                    sq += w_down * flow_count[j] / flow_seconds[j]
+                    sw += w_down
+            for k in range(pred_indptr[s], pred_indptr[s + 1]):
+                j = pred_indices[k]
+                if j != s and flow_seconds[j] > 0.0:
+                    sq += w_up * flow_count[j] / flow_seconds[j]
+                    sw += w_up
+            if sw > 0.0:
+                q = sq / sw
+        seg = segments[s]
+        length = np.float64(seg.length_m)
+        v0 = run_fraction * np.float64(seg.speed_limit_kmh) / 3.6
+        delay = _junction_delay(
+            3600.0 * q, seg.signalised, model_params, np.float64(seg.signal_cycle_s),
+            np.float64(seg.green_ratio), v0,
+        )
+        out_base_tti[s] = np.float64(model_free_flow_kmh[s]) / 3.6 * (length / v0 + delay) / length
 
 
 # --------------------------------------------------------------------------------------------

@@ -212,10 +212,12 @@ def test_imputation_marks_and_never_overrides(chain, make_registry, make_batch) 
     assert r1 == pytest.approx(want, rel=1e-5)
 
 
-def _ref_impute(speed, ff, conf, succ, pred, profile, hour, p: ImputationParams):  # type: ignore[no-untyped-def]
-    """``impute_segments`` in plain numpy/Python: round 1 from measured neighbours, round 2 from
-    unknown neighbours' round-1 ratios, the profile blend, then the states."""
+def _ref_impute(speed, ff, conf, succ, pred, profile, hour, p: ImputationParams, base=None):  # type: ignore[no-untyped-def]
+    """``impute_segments`` in plain numpy/Python: round 1 from measured neighbours (their ratio ×
+    their ``base`` TTI), round 2 from unknown neighbours' round-1 values, back to the segment's
+    ratio ÷ its own ``base``, the profile blend, then the states."""
     n = len(speed)
+    base = np.ones(n) if base is None else np.asarray(base, dtype=np.float32).astype(np.float64)
     unknown = np.isnan(speed)
 
     def pooled(s: int, ratio: np.ndarray, cf: np.ndarray, usable: np.ndarray) -> tuple[float, float, float]:
@@ -230,7 +232,7 @@ def _ref_impute(speed, ff, conf, succ, pred, profile, hour, p: ImputationParams)
                 den2 += weight * c * c
         return num, den, den2
 
-    r_meas = speed.astype(np.float64) / ff.astype(np.float64)
+    r_meas = speed.astype(np.float64) / ff.astype(np.float64) * base
     r1 = np.full(n, np.nan)
     c1 = np.zeros(n)
     for s in map(int, np.flatnonzero(unknown)):
@@ -248,6 +250,7 @@ def _ref_impute(speed, ff, conf, succ, pred, profile, hour, p: ImputationParams)
                 c, sw = p.second_hop_weight * den2 / den, p.second_hop_weight
             else:
                 sw = 0.0
+        r = r / base[s]
         if profile[s, hour] != PROFILE_NONE:
             r_prof = profile[s, hour] / 200.0
             if np.isnan(r):
@@ -271,9 +274,10 @@ def _random_csr(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarra
     return ptr, rng.integers(0, n, int(ptr[-1])).astype(np.int32)  # self-loops included: skipped
 
 
+@pytest.mark.parametrize("with_base", [False, True])
 @pytest.mark.parametrize("tti_power", [1.0, 8.0])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_imputation_kernel_matches_reference(seed: int, tti_power: float) -> None:
+def test_imputation_kernel_matches_reference(seed: int, tti_power: float, with_base: bool) -> None:
     rng = np.random.default_rng(seed)
     n = 400
     speed = np.where(rng.random(n) < 0.45, np.nan, rng.uniform(1, 60, n)).astype(np.float32)
@@ -284,14 +288,15 @@ def test_imputation_kernel_matches_reference(seed: int, tti_power: float) -> Non
     succ, pred = _random_csr(rng, n), _random_csr(rng, n)
     p = ImputationParams(upstream_weight=0.6, second_hop_weight=0.4, profile_weight=0.7, tti_power=tti_power)
     tick_ts = 3600.0 * 7 + 10.0
-    want = _ref_impute(speed, ff, conf, succ, pred, profile, 7, p)
+    base = (rng.uniform(0.8, 3.0, n) if with_base else np.ones(n)).astype(np.float32)
+    want = _ref_impute(speed, ff, conf, succ, pred, profile, 7, p, base)
     tti = np.where(np.isnan(speed), np.nan, ff / speed).astype(np.float32)
     level = np.zeros(n, dtype=np.int8)
     imputed = np.zeros(n, dtype=bool)
     sp, cf = speed.copy(), conf.copy()
     scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32))
-    filled = k.impute_segments(tick_ts, p.as_tuple(), RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, *scratch,
-                               sp, tti, level, cf, imputed)
+    filled = k.impute_segments(tick_ts, p.as_tuple(), RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, base,
+                               *scratch, sp, tti, level, cf, imputed)
     assert filled == int(want["imputed"].sum()) and 0 < filled < int(np.isnan(speed).sum())
     np.testing.assert_array_equal(imputed, want["imputed"])
     np.testing.assert_allclose(sp, want["speed"], rtol=1e-5, equal_nan=True)
@@ -323,6 +328,7 @@ def test_imputation_kernel_second_hop_and_profile() -> None:
         *pred,
         profile,
         ff,
+        np.ones(n, dtype=np.float32),
         *scratch,
         speed,
         tti,
