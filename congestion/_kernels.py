@@ -710,6 +710,9 @@ def update_segments(
     out_confidence: np.ndarray,
     out_n_detectors: np.ndarray,
     out_n_cameras: np.ndarray,
+    flow_decay: float,
+    flow_count: np.ndarray,
+    flow_seconds: np.ndarray,
 ) -> int:
     """Turn one tick's accumulators (``segments``, from ``accumulate_readings``) and the held
     state into every segment's measured state; returns the number of segments with one.
@@ -734,6 +737,13 @@ def update_segments(
        and once it holds ``ff_min_samples`` the free-flow speed is the mean of its top ninth
        (GB/T 33171 §7.2.1.2), at most the speed limit;
     5. the typical profile of the hour of day (UTC) moves towards the ratio speed / free flow.
+
+    Every segment's smoothed flow sums (imputation's junction model) take the tick's vehicles
+    counted and detector-seconds covered, late evidence included: ``flow_count`` =
+    ``flow_decay`` · flow_count + count, ``flow_seconds`` the same with the seconds (their ratio is
+    the smoothed flow per lane, veh/s; each loop is one lane). Empty arrays: not kept. (Folded in
+    here rather than a pass of its own over the records, which cost ~7 ms a tick at a million
+    segments.)
 
     Otherwise the segment keeps the estimate it holds. A held estimate older than
     ``stale_after_s`` (by its newest reading's ts) is dropped: speed NaN, level 0 (imputation
@@ -761,6 +771,8 @@ def update_segments(
     n_known = 0
     decay_last = np.nan  # smoothing time whose decay factor is in decay_memo (NaN: none yet)
     decay_memo = 0.0
+    keep_flows = flow_count.shape[0] > 0
+    decay_flows = keep_flows and flow_decay != 1.0
     for s in range(segments.shape[0]):
         seg = segments[s]
         w_free_flow = np.float64(seg.weight_free_flow)
@@ -768,6 +780,9 @@ def update_segments(
         held_ts = evidence_ts[s]
         ff = free_flow_kmh[s]
         if w > 0.0:
+            if keep_flows:
+                flow_count[s] = flow_decay * flow_count[s] + np.float64(seg.count)
+                flow_seconds[s] = flow_decay * flow_seconds[s] + np.float64(seg.interval_s)
             new_ts = seg.newest_ts
             if not new_ts < held_ts:
                 limit = np.float64(seg.speed_limit_kmh)
@@ -898,7 +913,15 @@ def update_segments(
             seg.n_unknown_lane = 0
         else:
             # Only readings with evidence touch a segment's accumulators, so w == 0 means they
-            # are still clear: nothing to reset.
+            # are still clear: nothing to reset, and no count to add to the flow sums (× decay
+            # + 0.0 is × decay; a segment that never counted anything keeps its zeros unwritten).
+            if decay_flows:
+                fs = flow_seconds[s]
+                if fs != 0.0:
+                    flow_count[s] = flow_decay * flow_count[s]
+                    flow_seconds[s] = flow_decay * fs
+                elif flow_count[s] != 0.0:
+                    flow_count[s] = flow_decay * flow_count[s]
             speed = prev_speed_kmh[s]
             quality = evidence_quality[s]
             n_det = prev_n_detectors[s]
@@ -972,6 +995,34 @@ def _power_mean_ratio(mean_tti_pow: float, tti_power: float) -> float:
 
 
 @njit(cache=True, nogil=True)
+def _base_tti(
+    flow_veh_s: float,
+    length_m: float,
+    speed_limit_kmh: float,
+    signalised: bool,
+    cycle_s: float,
+    green_ratio: float,
+    model_free_flow_kmh: float,
+    model_params: tuple[float, ...],
+    run_fraction: float,
+) -> float:
+    """The travel-time index the travel-speed model gives a segment *uncongested* at the flow per
+    lane ``flow_veh_s`` (``imputation`` docs, junction model): its model travel time
+    (L / v₀ + d(q)) over its model free-flow travel time (``model_free_flow_kmh``, from
+    ``model_free_flow``), v₀ = ``run_fraction`` × the speed limit, d the delay of its own
+    downstream junction (``_junction_delay``: its signal's cycle and green ratio as the records
+    hold them this tick, or priority). Rounded through float32, as it was stored when a pass of
+    its own computed it for every segment. At a priority junction it is 1.
+
+    Scalars only (``_pool_neighbour``): ``impute_segments`` computes it where it reads it — for
+    the unknown segments and their measured neighbours — instead of a pass over every segment
+    (~11 ms a tick at a million segments)."""
+    v0 = run_fraction * speed_limit_kmh / 3.6
+    delay = _junction_delay(3600.0 * flow_veh_s, signalised, model_params, cycle_s, green_ratio, v0)
+    return np.float64(np.float32(model_free_flow_kmh / 3.6 * (length_m / v0 + delay) / length_m))
+
+
+@njit(cache=True, nogil=True)
 def impute_segments(
     tick_ts: float,
     impute_params: tuple[float, ...],
@@ -982,7 +1033,12 @@ def impute_segments(
     pred_indices: np.ndarray,
     profile: np.ndarray,
     free_flow_kmh: np.ndarray,
-    base_tti: np.ndarray,
+    segments: np.ndarray,
+    flow_count: np.ndarray,
+    flow_seconds: np.ndarray,
+    model_free_flow_kmh: np.ndarray,
+    model_params: tuple[float, ...],
+    run_fraction: float,
     scratch_unknown: np.ndarray,
     scratch_ratio: np.ndarray,
     scratch_conf: np.ndarray,
@@ -1004,6 +1060,15 @@ def impute_segments(
     ``confidence_factor`` × the weighted mean confidence of the sources. ``scratch_*`` are work
     arrays of one element per segment (int32, float32, float32; contents irrelevant). Measured
     states are never changed; ``imputed`` (all False on entry) is set where a state was filled.
+
+    Junction model (``junction_model`` > 0; ``imputation`` docs): a measured neighbour's ratio is
+    taken × its ``_base_tti`` at its own smoothed flow per lane (``flow_count`` / ``flow_seconds``,
+    0 without one), and the pooled ratio ÷ the segment's own ``_base_tti`` at the weighted mean
+    flow of its neighbours that have one (downstream ``downstream_weight``, upstream
+    ``upstream_weight``; else 0). ``segments`` (the scratch records: length, limit, signal and its
+    timing), the flow sums and ``model_free_flow_kmh`` are read only then (may be empty
+    otherwise); ``model_params`` is the travel-speed model's, ``run_fraction`` the share of the
+    limit vehicles run at (``free_flow_fraction_of_limit``).
     """
     w_down = impute_params[IP_DOWNSTREAM_WEIGHT]
     w_up = impute_params[IP_UPSTREAM_WEIGHT]
@@ -1011,6 +1076,7 @@ def impute_segments(
     w_prof = impute_params[IP_PROFILE_WEIGHT]
     conf_factor = impute_params[IP_CONFIDENCE_FACTOR]
     tti_power = impute_params[IP_TTI_POWER]
+    junction_model = impute_params[IP_JUNCTION_MODEL] > 0.0
     hour = int((tick_ts % 86400.0) // 3600.0) % profile.shape[1]
     n_unknown = 0
     # Branch-free: whether a speed is NaN is random across segments, and a mispredicted branch
@@ -1027,14 +1093,34 @@ def impute_segments(
             j = succ_indices[k]
             v = speed_kmh[j]
             if j != s and v == v:
-                r = np.float64(v) / np.float64(free_flow_kmh[j]) * np.float64(base_tti[j])
+                r = np.float64(v) / np.float64(free_flow_kmh[j])
+                if junction_model:
+                    q = 0.0
+                    if flow_seconds[j] > 0.0:
+                        q = flow_count[j] / flow_seconds[j]
+                    seg = segments[j]
+                    r *= _base_tti(
+                        q, np.float64(seg.length_m), np.float64(seg.speed_limit_kmh), seg.signalised,
+                        np.float64(seg.signal_cycle_s), np.float64(seg.green_ratio),
+                        np.float64(model_free_flow_kmh[j]), model_params, run_fraction,
+                    )
                 c = max(np.float64(confidence[j]), 0.05)
                 s0, s1, s2 = _pool_neighbour(r, c, w_down, tti_power, s0, s1, s2)
         for k in range(pred_indptr[s], pred_indptr[s + 1]):
             j = pred_indices[k]
             v = speed_kmh[j]
             if j != s and v == v:
-                r = np.float64(v) / np.float64(free_flow_kmh[j]) * np.float64(base_tti[j])
+                r = np.float64(v) / np.float64(free_flow_kmh[j])
+                if junction_model:
+                    q = 0.0
+                    if flow_seconds[j] > 0.0:
+                        q = flow_count[j] / flow_seconds[j]
+                    seg = segments[j]
+                    r *= _base_tti(
+                        q, np.float64(seg.length_m), np.float64(seg.speed_limit_kmh), seg.signalised,
+                        np.float64(seg.signal_cycle_s), np.float64(seg.green_ratio),
+                        np.float64(model_free_flow_kmh[j]), model_params, run_fraction,
+                    )
                 c = max(np.float64(confidence[j]), 0.05)
                 s0, s1, s2 = _pool_neighbour(r, c, w_up, tti_power, s0, s1, s2)
         if s1 > 0.0:
@@ -1078,10 +1164,28 @@ def impute_segments(
                 sw = hop2
             else:
                 sw = 0.0
-        # r is the neighbours' pooled 1 / excess (their TTI over their own ``base_tti``): back
-        # to this segment's ratio through its own baseline (1 everywhere: the plain TTI pool).
-        base = np.float64(base_tti[s])
-        r = r / base
+        # r is the neighbours' pooled 1 / excess (their TTI over their own ``_base_tti``): back
+        # to this segment's ratio through its own baseline, at its neighbours' mean flow (without
+        # the junction model, 1: the plain TTI pool). Only where there is an r to scale.
+        if junction_model and r == r:
+            sq = sqw = 0.0
+            for k in range(succ_indptr[s], succ_indptr[s + 1]):
+                j = succ_indices[k]
+                if j != s and flow_seconds[j] > 0.0:
+                    sq += w_down * flow_count[j] / flow_seconds[j]
+                    sqw += w_down
+            for k in range(pred_indptr[s], pred_indptr[s + 1]):
+                j = pred_indices[k]
+                if j != s and flow_seconds[j] > 0.0:
+                    sq += w_up * flow_count[j] / flow_seconds[j]
+                    sqw += w_up
+            q = sq / sqw if sqw > 0.0 else 0.0
+            seg = segments[s]
+            r = r / _base_tti(
+                q, np.float64(seg.length_m), np.float64(seg.speed_limit_kmh), seg.signalised,
+                np.float64(seg.signal_cycle_s), np.float64(seg.green_ratio),
+                np.float64(model_free_flow_kmh[s]), model_params, run_fraction,
+            )
         rp = profile[s, hour]
         if rp != PROFILE_NONE:
             r_prof = np.float64(rp) / PROFILE_SCALE
@@ -1110,20 +1214,6 @@ def impute_segments(
 
 
 @njit(cache=True, nogil=True)
-def smooth_segment_flows(
-    segments: np.ndarray, decay: float, flow_count: np.ndarray, flow_seconds: np.ndarray
-) -> None:
-    """Fold the tick's vehicles counted and detector-seconds covered (``segments``, the scratch
-    records of ``accumulate_readings``, read before ``update_segments`` resets them) into the
-    exponentially decayed sums ``flow_count`` / ``flow_seconds`` (× ``decay`` first): their ratio
-    is the segment's smoothed flow per lane (veh/s; each loop is one lane)."""
-    for s in range(segments.shape[0]):
-        seg = segments[s]
-        flow_count[s] = decay * flow_count[s] + np.float64(seg.count)
-        flow_seconds[s] = decay * flow_seconds[s] + np.float64(seg.interval_s)
-
-
-@njit(cache=True, nogil=True)
 def model_free_flow(
     segments: np.ndarray,
     cycle_s: np.ndarray,
@@ -1147,62 +1237,6 @@ def model_free_flow(
         v0 = run_fraction * limit / 3.6
         delay = _junction_delay(0.0, seg.signalised, model_params, cycle_s[s], green_ratio[s], v0)
         out_free_flow_kmh[s] = min(3.6 * length / (length / v0 + ff_delay_share * delay), limit)
-
-
-@njit(cache=True, nogil=True)
-def impute_baselines(
-    impute_params: tuple[float, ...],
-    model_params: tuple[float, ...],
-    run_fraction: float,
-    succ_indptr: np.ndarray,
-    succ_indices: np.ndarray,
-    pred_indptr: np.ndarray,
-    pred_indices: np.ndarray,
-    segments: np.ndarray,
-    flow_count: np.ndarray,
-    flow_seconds: np.ndarray,
-    speed_kmh: np.ndarray,
-    model_free_flow_kmh: np.ndarray,
-    out_base_tti: np.ndarray,
-) -> None:
-    """Per segment, the travel-time index the travel-speed model gives it *uncongested* at its
-    flow (``imputation`` docs): its model travel time (L / v₀ + d(q)) over its model free-flow
-    travel time (``model_free_flow_kmh``, from ``model_free_flow``), v₀ = ``run_fraction`` × the
-    speed limit, d the delay of its own downstream junction (``_junction_delay``: its signal's
-    cycle and green ratio as the records hold them this tick, or priority), q its smoothed flow
-    per lane (``smooth_segment_flows``) when it has a measured state and a flow, else — a
-    segment without a measured state — the weighted mean of its neighbours' (downstream
-    ``downstream_weight``, upstream ``upstream_weight``), else 0. ``impute_segments`` divides the
-    measured neighbours' TTIs by theirs (their excess over what their own junction explains) and
-    multiplies the pooled excess by the segment's own. At a priority junction it is 1."""
-    w_down = impute_params[IP_DOWNSTREAM_WEIGHT]
-    w_up = impute_params[IP_UPSTREAM_WEIGHT]
-    for s in range(segments.shape[0]):
-        q = 0.0
-        if flow_seconds[s] > 0.0 and speed_kmh[s] == speed_kmh[s]:
-            q = flow_count[s] / flow_seconds[s]
-        elif speed_kmh[s] != speed_kmh[s]:
-            sq = sw = 0.0
-            for k in range(succ_indptr[s], succ_indptr[s + 1]):
-                j = succ_indices[k]
-                if j != s and flow_seconds[j] > 0.0:
-                    sq += w_down * flow_count[j] / flow_seconds[j]
-                    sw += w_down
-            for k in range(pred_indptr[s], pred_indptr[s + 1]):
-                j = pred_indices[k]
-                if j != s and flow_seconds[j] > 0.0:
-                    sq += w_up * flow_count[j] / flow_seconds[j]
-                    sw += w_up
-            if sw > 0.0:
-                q = sq / sw
-        seg = segments[s]
-        length = np.float64(seg.length_m)
-        v0 = run_fraction * np.float64(seg.speed_limit_kmh) / 3.6
-        delay = _junction_delay(
-            3600.0 * q, seg.signalised, model_params, np.float64(seg.signal_cycle_s),
-            np.float64(seg.green_ratio), v0,
-        )
-        out_base_tti[s] = np.float64(model_free_flow_kmh[s]) / 3.6 * (length / v0 + delay) / length
 
 
 # --------------------------------------------------------------------------------------------

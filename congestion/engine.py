@@ -357,8 +357,8 @@ class CongestionEngine:
         self._junction_model = self._impute and self._imputation.junction_model > 0
         #: Event time the smoothed flows (``SegmentHeld.flow_count``) were last decayed to.
         self._flow_ts: float | None = None
-        self._base_tti = np.ones(n_segments, dtype=np.float32)
         self._model_free_flow = np.empty(n_segments if self._junction_model else 0, dtype=np.float32)
+        self._no_flows = np.empty(0, dtype=np.float64)
         if self._impute:
             # int32 offsets (the CSR's are int64): ``impute_segments`` reads two per unknown
             # segment and graph in each of its two rounds, at a million segments a sweep over
@@ -620,12 +620,14 @@ class CongestionEngine:
 
         if self._actuated is not None:
             self._actuated.update(tick_ts, self._scratch.records)
+        # The smoothed flows of imputation's junction model: decayed and added to by
+        # ``update_segments`` as it reads the tick's counts (empty arrays: not kept).
+        flow_decay, flow_count, flow_seconds = 1.0, self._no_flows, self._no_flows
         if self._junction_model:
-            decay = 1.0
             if self._flow_ts is not None and tick_ts > self._flow_ts:
-                decay = math.exp(-(tick_ts - self._flow_ts) / self._settings.smoothing_tau_s)
+                flow_decay = math.exp(-(tick_ts - self._flow_ts) / self._settings.smoothing_tau_s)
             self._flow_ts = tick_ts
-            _kernels.smooth_segment_flows(self._scratch.records, decay, held.flow_count, held.flow_seconds)
+            flow_count, flow_seconds = held.flow_count, held.flow_seconds
         n = len(self._lanes)
         speed = np.empty(n, dtype=np.float32)
         free_flow = np.empty(n, dtype=np.float32)
@@ -640,23 +642,20 @@ class CongestionEngine:
             held.evidence_ts, held.evidence_quality, held.smooth_w, held.smooth_wpace,
             held.smooth_ts, held.ff_hist, held.ff_samples, held.ff_interval, held.profile, prev.speed_kmh,
             prev.n_detectors, prev.n_cameras, speed, free_flow, tti, level, confidence, n_det, n_cam,
+            flow_decay, flow_count, flow_seconds,
         )
         # Published snapshots share the free-flow array: the held one is replaced, not written.
         held.free_flow_kmh = free_flow
         imputed = self._all_false
         if self._impute and n_measured < n:
             imputed = np.zeros(n, dtype=bool)
-            if self._junction_model:
-                _kernels.impute_baselines(
-                    self._impute_params, self._model_params, self._settings.free_flow_fraction_of_limit,
-                    self._succ[0], self._succ[1],
-                    self._pred[0], self._pred[1], self._scratch.records, held.flow_count,
-                    held.flow_seconds, speed, self._model_free_flow, self._base_tti,
-                )
+            # (The junction model's baselines are computed inside, where they are read.)
             _kernels.impute_segments(
                 tick_ts, self._impute_params, RATIO_UPPER_BOUNDS, self._succ[0], self._succ[1],
-                self._pred[0], self._pred[1], held.profile, free_flow, self._base_tti,
-                *self._impute_scratch, speed, tti, level, confidence, imputed,
+                self._pred[0], self._pred[1], held.profile, free_flow, self._scratch.records,
+                held.flow_count, held.flow_seconds, self._model_free_flow, self._model_params,
+                self._settings.free_flow_fraction_of_limit, *self._impute_scratch,
+                speed, tti, level, confidence, imputed,
             )
         states = SegmentStates(
             ts=tick_ts, speed_kmh=speed, free_flow_kmh=free_flow, tti=tti, level=level,

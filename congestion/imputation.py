@@ -32,7 +32,8 @@ whose junction may be another control, but its *excess* over that junction: its 
 priority delay otherwise) gives it uncongested at its smoothed flow per lane, over the model's
 zero-flow travel time with ``free_flow_delay_share`` of the delay (as free flow is learned).
 The pooled excess is multiplied by the segment's own ``base_tti`` at the weighted mean flow per
-lane of its neighbours (``_kernels.impute_baselines``). What the model cannot know — a queue
+lane of its neighbours (``_kernels._base_tti``, computed by ``impute_segments`` only for the unknown
+segments and their measured neighbours, where it is read). What the model cannot know — a queue
 spilling back, a blocked lane — is what the excess carries. At priority junctions ``base_tti``
 is 1 and this is the plain TTI pool. A segment without a detector, which never learns its free
 flow, takes the model's zero-flow speed (actuated signals at their light-traffic timing) as its

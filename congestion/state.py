@@ -186,7 +186,7 @@ class SegmentHeld:
     #: Event time the smoothing sums were last decayed to; NaN = never.
     smooth_ts: np.ndarray  # float64
     #: Smoothed flow (imputation's junction model): decayed vehicles counted and detector-seconds
-    #: covered (``_kernels.smooth_segment_flows``), decayed to the last tick.
+    #: covered (``_kernels.update_segments``), decayed to the last tick.
     flow_count: np.ndarray  # float64
     flow_seconds: np.ndarray  # float64
 

@@ -12,7 +12,7 @@ from congestion import CongestionEngine, EngineSettings
 from congestion import _kernels as k
 from congestion.imputation import ImputationParams
 from congestion.levels import RATIO_UPPER_BOUNDS, level_from_ratio
-from congestion.state import FF_BINS, PROFILE_BINS, PROFILE_NONE
+from congestion.state import FF_BINS, PROFILE_BINS, PROFILE_NONE, SEGMENT_SCRATCH_RECORD, aligned_records
 from congestion.travel_speed import (
     TravelSpeedParams,
     stop_loss_reference,
@@ -274,10 +274,28 @@ def _random_csr(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarra
     return ptr, rng.integers(0, n, int(ptr[-1])).astype(np.int32)  # self-loops included: skipped
 
 
-@pytest.mark.parametrize("with_base", [False, True])
+def _junction_inputs(
+    rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Random segment records, smoothed flow sums (some segments without) and model free flows:
+    the junction model's inputs of ``impute_segments``."""
+    rec = aligned_records(n, SEGMENT_SCRATCH_RECORD)
+    rec["length_m"] = rng.uniform(30, 600, n)
+    rec["speed_limit_kmh"] = rng.choice([30.0, 50.0, 60.0, 80.0], n)
+    rec["signalised"] = rng.random(n) < 0.6
+    rec["signal_cycle_s"] = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(40, 140, n))
+    rec["green_ratio"] = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(0.15, 0.8, n))
+    count = np.where(rng.random(n) < 0.6, rng.uniform(0, 50, n), 0.0)
+    seconds = np.where(count > 0, rng.uniform(60, 600, n), 0.0)
+    return rec, count, seconds, rng.uniform(20, 60, n).astype(np.float32)
+
+
+@pytest.mark.parametrize("junction_model", [False, True])
 @pytest.mark.parametrize("tti_power", [1.0, 8.0])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_imputation_kernel_matches_reference(seed: int, tti_power: float, with_base: bool) -> None:
+def test_imputation_kernel_matches_reference(
+    seed: int, tti_power: float, junction_model: bool, reference
+) -> None:
     rng = np.random.default_rng(seed)
     n = 400
     speed = np.where(rng.random(n) < 0.45, np.nan, rng.uniform(1, 60, n)).astype(np.float32)
@@ -286,17 +304,24 @@ def test_imputation_kernel_matches_reference(seed: int, tti_power: float, with_b
     profile = np.where(rng.random((n, PROFILE_BINS)) < 0.7, PROFILE_NONE,
                        rng.integers(0, 254, (n, PROFILE_BINS))).astype(np.uint8)
     succ, pred = _random_csr(rng, n), _random_csr(rng, n)
-    p = ImputationParams(upstream_weight=0.6, second_hop_weight=0.4, profile_weight=0.7, tti_power=tti_power)
+    p = ImputationParams(upstream_weight=0.6, second_hop_weight=0.4, profile_weight=0.7, tti_power=tti_power,
+                         junction_model=float(junction_model))
     tick_ts = 3600.0 * 7 + 10.0
-    base = (rng.uniform(0.8, 3.0, n) if with_base else np.ones(n)).astype(np.float32)
+    model = TravelSpeedParams()
+    rec, count, seconds, model_ff = _junction_inputs(rng, n)
+    base = np.ones(n, dtype=np.float32)
+    if junction_model:
+        base = reference.base_tti(rec, count, seconds, speed, model_ff, succ, pred, p, model, 0.9)
+        assert np.ptp(base) > 0.5  # signals and flows vary: not the plain TTI pool
     want = _ref_impute(speed, ff, conf, succ, pred, profile, 7, p, base)
     tti = np.where(np.isnan(speed), np.nan, ff / speed).astype(np.float32)
     level = np.zeros(n, dtype=np.int8)
     imputed = np.zeros(n, dtype=bool)
     sp, cf = speed.copy(), conf.copy()
     scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32))
-    filled = k.impute_segments(tick_ts, p.as_tuple(), RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, base,
-                               *scratch, sp, tti, level, cf, imputed)
+    filled = k.impute_segments(tick_ts, p.as_tuple(), RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, rec,
+                               count, seconds, model_ff, model.as_tuple(), 0.9, *scratch, sp, tti, level, cf,
+                               imputed)
     assert filled == int(want["imputed"].sum()) and 0 < filled < int(np.isnan(speed).sum())
     np.testing.assert_array_equal(imputed, want["imputed"])
     np.testing.assert_allclose(sp, want["speed"], rtol=1e-5, equal_nan=True)
@@ -306,6 +331,13 @@ def test_imputation_kernel_matches_reference(seed: int, tti_power: float, with_b
     want_level = np.array([level_from_ratio(r) for r in filled_ratio])
     np.testing.assert_array_equal(level[imputed][~near], want_level[~near])
     np.testing.assert_allclose(tti[imputed], ff[imputed] / sp[imputed], rtol=1e-6)
+
+
+#: ``impute_segments``' junction-model inputs when it is off (``junction_model`` = 0): unread.
+_NO_JUNCTION_MODEL = (
+    aligned_records(0, SEGMENT_SCRATCH_RECORD), np.empty(0), np.empty(0), np.empty(0, dtype=np.float32),
+    TravelSpeedParams().as_tuple(), 0.9,
+)
 
 
 def test_imputation_kernel_second_hop_and_profile() -> None:
@@ -322,13 +354,13 @@ def test_imputation_kernel_second_hop_and_profile() -> None:
     scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32))
     filled = k.impute_segments(
         60.0,
-        ImputationParams().as_tuple(),
+        ImputationParams(junction_model=0).as_tuple(),
         RATIO_UPPER_BOUNDS,
         *succ,
         *pred,
         profile,
         ff,
-        np.ones(n, dtype=np.float32),
+        *_NO_JUNCTION_MODEL,
         *scratch,
         speed,
         tti,
