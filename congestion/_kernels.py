@@ -1042,6 +1042,7 @@ def impute_segments(
     scratch_unknown: np.ndarray,
     scratch_ratio: np.ndarray,
     scratch_conf: np.ndarray,
+    scratch_flow: np.ndarray,
     speed_kmh: np.ndarray,
     tti: np.ndarray,
     level: np.ndarray,
@@ -1058,7 +1059,8 @@ def impute_segments(
     × the same); blended with its own typical ratio for this hour of day (``profile``,
     confidence 0.5) at weight ``profile_weight``. Nothing known → stays unknown. Confidence =
     ``confidence_factor`` × the weighted mean confidence of the sources. ``scratch_*`` are work
-    arrays of one element per segment (int32, float32, float32; contents irrelevant). Measured
+    arrays of one element per segment (int32, float32, float32, float64; contents irrelevant;
+    the float64 one is read only with the junction model). Measured
     states are never changed; ``imputed`` (all False on entry) is set where a state was filled.
 
     Junction model (``junction_model`` > 0; ``imputation`` docs): a measured neighbour's ratio is
@@ -1089,15 +1091,25 @@ def impute_segments(
         s = scratch_unknown[u]
         # Measured neighbours (speed known): r = speed / free flow, c = their confidence.
         s0 = s1 = s2 = 0.0
+        sq = sqw = 0.0
+        linked = False  # has a neighbour: its r can be a number, its baseline read
         for k in range(succ_indptr[s], succ_indptr[s + 1]):
             j = succ_indices[k]
             v = speed_kmh[j]
+            q = 0.0
+            linked |= j != s
+            if junction_model and j != s:
+                # The neighbours' flows, for this segment's own baseline (round 2), summed here
+                # where the neighbour is visited anyway; and its own, for its baseline.
+                fs = flow_seconds[j]
+                if fs > 0.0:
+                    fc = flow_count[j]
+                    q = fc / fs
+                    sq += w_down * fc / fs
+                    sqw += w_down
             if j != s and v == v:
                 r = np.float64(v) / np.float64(free_flow_kmh[j])
                 if junction_model:
-                    q = 0.0
-                    if flow_seconds[j] > 0.0:
-                        q = flow_count[j] / flow_seconds[j]
                     seg = segments[j]
                     r *= _base_tti(
                         q, np.float64(seg.length_m), np.float64(seg.speed_limit_kmh), seg.signalised,
@@ -1109,12 +1121,20 @@ def impute_segments(
         for k in range(pred_indptr[s], pred_indptr[s + 1]):
             j = pred_indices[k]
             v = speed_kmh[j]
+            q = 0.0
+            linked |= j != s
+            if junction_model and j != s:
+                # The neighbours' flows, for this segment's own baseline (round 2), summed here
+                # where the neighbour is visited anyway; and its own, for its baseline.
+                fs = flow_seconds[j]
+                if fs > 0.0:
+                    fc = flow_count[j]
+                    q = fc / fs
+                    sq += w_up * fc / fs
+                    sqw += w_up
             if j != s and v == v:
                 r = np.float64(v) / np.float64(free_flow_kmh[j])
                 if junction_model:
-                    q = 0.0
-                    if flow_seconds[j] > 0.0:
-                        q = flow_count[j] / flow_seconds[j]
                     seg = segments[j]
                     r *= _base_tti(
                         q, np.float64(seg.length_m), np.float64(seg.speed_limit_kmh), seg.signalised,
@@ -1123,6 +1143,9 @@ def impute_segments(
                     )
                 c = max(np.float64(confidence[j]), 0.05)
                 s0, s1, s2 = _pool_neighbour(r, c, w_up, tti_power, s0, s1, s2)
+        if junction_model and linked:
+            # (Unwritten for a segment without neighbours: its r stays NaN, nothing reads it.)
+            scratch_flow[s] = sq / sqw if sqw > 0.0 else 0.0
         if s1 > 0.0:
             scratch_ratio[s] = _power_mean_ratio(s0 / s1, tti_power)
             scratch_conf[s] = s2 / s1
@@ -1168,18 +1191,7 @@ def impute_segments(
         # to this segment's ratio through its own baseline, at its neighbours' mean flow (without
         # the junction model, 1: the plain TTI pool). Only where there is an r to scale.
         if junction_model and r == r:
-            sq = sqw = 0.0
-            for k in range(succ_indptr[s], succ_indptr[s + 1]):
-                j = succ_indices[k]
-                if j != s and flow_seconds[j] > 0.0:
-                    sq += w_down * flow_count[j] / flow_seconds[j]
-                    sqw += w_down
-            for k in range(pred_indptr[s], pred_indptr[s + 1]):
-                j = pred_indices[k]
-                if j != s and flow_seconds[j] > 0.0:
-                    sq += w_up * flow_count[j] / flow_seconds[j]
-                    sqw += w_up
-            q = sq / sqw if sqw > 0.0 else 0.0
+            q = scratch_flow[s]  # its neighbours' weighted mean flow, from round 1
             seg = segments[s]
             r = r / _base_tti(
                 q, np.float64(seg.length_m), np.float64(seg.speed_limit_kmh), seg.signalised,

@@ -370,6 +370,7 @@ class CongestionEngine:
                 np.empty(n_segments, dtype=np.int32),
                 np.empty(n_segments, dtype=np.float32),
                 np.empty(n_segments, dtype=np.float32),
+                np.empty(n_segments if self._junction_model else 0, dtype=np.float64),
             )
         # Canonical dtypes once, so every kernel compiles (and caches) one signature only.
         self._lanes = np.ascontiguousarray(segs.lanes, dtype=np.int16)

@@ -318,7 +318,7 @@ def test_imputation_kernel_matches_reference(
     level = np.zeros(n, dtype=np.int8)
     imputed = np.zeros(n, dtype=bool)
     sp, cf = speed.copy(), conf.copy()
-    scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32))
+    scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n))
     filled = k.impute_segments(tick_ts, p.as_tuple(), RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, rec,
                                count, seconds, model_ff, model.as_tuple(), 0.9, *scratch, sp, tti, level, cf,
                                imputed)
@@ -351,7 +351,7 @@ def test_imputation_kernel_second_hop_and_profile() -> None:
     ff = np.full(n, 40.0, dtype=np.float32)
     tti, level = np.full(n, 2.0, dtype=np.float32), np.array([3, 0, 0, 0], dtype=np.int8)
     conf, imputed = np.array([0.8, 0, 0, 0], dtype=np.float32), np.zeros(n, dtype=bool)
-    scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32))
+    scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n))
     filled = k.impute_segments(
         60.0,
         ImputationParams(junction_model=0).as_tuple(),

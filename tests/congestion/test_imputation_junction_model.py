@@ -96,7 +96,7 @@ def test_excess_transfers_across_junctions_not_the_neighbours_signal_delay() -> 
         tti = np.array([tti0, np.nan], dtype=np.float32)
         level, conf = np.array([2, 0], dtype=np.int8), np.array([0.8, 0.0], dtype=np.float32)
         imputed = np.zeros(2, dtype=bool)
-        scratch = (np.empty(2, np.int32), np.empty(2, np.float32), np.empty(2, np.float32))
+        scratch = (np.empty(2, np.int32), np.empty(2, np.float32), np.empty(2, np.float32), np.empty(2))
         ip = ImputationParams(junction_model=junction_model).as_tuple()
         k.impute_segments(60.0, ip, RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, rec, count, seconds,
                           model_ff, p, 0.9, *scratch, speed, tti, level, conf, imputed)
