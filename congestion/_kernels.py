@@ -740,6 +740,9 @@ def update_segments(
     out_confidence: np.ndarray,
     out_n_detectors: np.ndarray,
     out_n_cameras: np.ndarray,
+    flow_decay: float,
+    flow_count: np.ndarray,
+    flow_seconds: np.ndarray,
 ) -> int:
     """Turn one tick's accumulators (``segments``, from ``accumulate_readings``) and the held
     state into every segment's measured state; returns the number of segments with one.
@@ -765,6 +768,13 @@ def update_segments(
        most the delay it kept), and once it holds ``ff_min_samples`` the free-flow speed is the
        mean of its top ninth (GB/T 33171 §7.2.1.2), at most the speed limit;
     5. the typical profile of the hour of day (UTC) moves towards the ratio speed / free flow.
+
+    Every segment's smoothed flow sums (imputation's junction model) take the tick's vehicles
+    counted and detector-seconds covered, late evidence included: ``flow_count`` =
+    ``flow_decay`` · flow_count + count, ``flow_seconds`` the same with the seconds (their ratio is
+    the smoothed flow per lane, veh/s; each loop is one lane). Empty arrays: not kept. (Folded in
+    here rather than a pass of its own over the records, which cost ~7 ms a tick at a million
+    segments.)
 
     Otherwise the segment keeps the estimate it holds. A held estimate older than
     ``stale_after_s`` (by its newest reading's ts) is dropped: speed NaN, level 0 (imputation
@@ -793,6 +803,8 @@ def update_segments(
     n_known = 0
     decay_last = np.nan  # smoothing time whose decay factor is in decay_memo (NaN: none yet)
     decay_memo = 0.0
+    keep_flows = flow_count.shape[0] > 0
+    decay_flows = keep_flows and flow_decay != 1.0
     for s in range(segments.shape[0]):
         seg = segments[s]
         w_free_flow = np.float64(seg.weight_free_flow)
@@ -800,6 +812,9 @@ def update_segments(
         held_ts = evidence_ts[s]
         ff = free_flow_kmh[s]
         if w > 0.0:
+            if keep_flows:
+                flow_count[s] = flow_decay * flow_count[s] + np.float64(seg.count)
+                flow_seconds[s] = flow_decay * flow_seconds[s] + np.float64(seg.interval_s)
             new_ts = seg.newest_ts
             if not new_ts < held_ts:
                 limit = np.float64(seg.speed_limit_kmh)
@@ -942,7 +957,15 @@ def update_segments(
             seg.n_unknown_lane = 0
         else:
             # Only readings with evidence touch a segment's accumulators, so w == 0 means they
-            # are still clear: nothing to reset.
+            # are still clear: nothing to reset, and no count to add to the flow sums (× decay
+            # + 0.0 is × decay; a segment that never counted anything keeps its zeros unwritten).
+            if decay_flows:
+                fs = flow_seconds[s]
+                if fs != 0.0:
+                    flow_count[s] = flow_decay * flow_count[s]
+                    flow_seconds[s] = flow_decay * fs
+                elif flow_count[s] != 0.0:
+                    flow_count[s] = flow_decay * flow_count[s]
             speed = prev_speed_kmh[s]
             quality = evidence_quality[s]
             n_det = prev_n_detectors[s]
@@ -984,6 +1007,8 @@ IP_SECOND_HOP_WEIGHT = 2
 IP_PROFILE_WEIGHT = 3
 IP_CONFIDENCE_FACTOR = 4
 IP_TTI_POWER = 5
+IP_JUNCTION_MODEL = 6
+IP_N = 7
 
 
 @njit(cache=True, nogil=True)
@@ -1014,6 +1039,34 @@ def _power_mean_ratio(mean_tti_pow: float, tti_power: float) -> float:
 
 
 @njit(cache=True, nogil=True)
+def _base_tti(
+    flow_veh_s: float,
+    length_m: float,
+    speed_limit_kmh: float,
+    signalised: bool,
+    cycle_s: float,
+    green_ratio: float,
+    model_free_flow_kmh: float,
+    model_params: tuple[float, ...],
+    run_fraction: float,
+) -> float:
+    """The travel-time index the travel-speed model gives a segment *uncongested* at the flow per
+    lane ``flow_veh_s`` (``imputation`` docs, junction model): its model travel time
+    (L / v₀ + d(q)) over its model free-flow travel time (``model_free_flow_kmh``, from
+    ``model_free_flow``), v₀ = ``run_fraction`` × the speed limit, d the delay of its own
+    downstream junction (``_junction_delay``: its signal's cycle and green ratio as the records
+    hold them this tick, or priority). Rounded through float32, as it was stored when a pass of
+    its own computed it for every segment. At a priority junction it is 1.
+
+    Scalars only (``_pool_neighbour``): ``impute_segments`` computes it where it reads it — for
+    the unknown segments and their measured neighbours — instead of a pass over every segment
+    (~11 ms a tick at a million segments)."""
+    v0 = run_fraction * speed_limit_kmh / 3.6
+    delay = _junction_delay(3600.0 * flow_veh_s, signalised, model_params, cycle_s, green_ratio, v0)
+    return np.float64(np.float32(model_free_flow_kmh / 3.6 * (length_m / v0 + delay) / length_m))
+
+
+@njit(cache=True, nogil=True)
 def impute_segments(
     tick_ts: float,
     impute_params: tuple[float, ...],
@@ -1024,9 +1077,16 @@ def impute_segments(
     pred_indices: np.ndarray,
     profile: np.ndarray,
     free_flow_kmh: np.ndarray,
+    segments: np.ndarray,
+    flow_count: np.ndarray,
+    flow_seconds: np.ndarray,
+    model_free_flow_kmh: np.ndarray,
+    model_params: tuple[float, ...],
+    run_fraction: float,
     scratch_unknown: np.ndarray,
     scratch_ratio: np.ndarray,
     scratch_conf: np.ndarray,
+    scratch_flow: np.ndarray,
     speed_kmh: np.ndarray,
     tti: np.ndarray,
     level: np.ndarray,
@@ -1043,8 +1103,18 @@ def impute_segments(
     × the same); blended with its own typical ratio for this hour of day (``profile``,
     confidence 0.5) at weight ``profile_weight``. Nothing known → stays unknown. Confidence =
     ``confidence_factor`` × the weighted mean confidence of the sources. ``scratch_*`` are work
-    arrays of one element per segment (int32, float32, float32; contents irrelevant). Measured
+    arrays of one element per segment (int32, float32, float32, float64; contents irrelevant;
+    the float64 one is read only with the junction model). Measured
     states are never changed; ``imputed`` (all False on entry) is set where a state was filled.
+
+    Junction model (``junction_model`` > 0; ``imputation`` docs): a measured neighbour's ratio is
+    taken × its ``_base_tti`` at its own smoothed flow per lane (``flow_count`` / ``flow_seconds``,
+    0 without one), and the pooled ratio ÷ the segment's own ``_base_tti`` at the weighted mean
+    flow of its neighbours that have one (downstream ``downstream_weight``, upstream
+    ``upstream_weight``; else 0). ``segments`` (the scratch records: length, limit, signal and its
+    timing), the flow sums and ``model_free_flow_kmh`` are read only then (may be empty
+    otherwise); ``model_params`` is the travel-speed model's, ``run_fraction`` the share of the
+    limit vehicles run at (``free_flow_fraction_of_limit``).
     """
     w_down = impute_params[IP_DOWNSTREAM_WEIGHT]
     w_up = impute_params[IP_UPSTREAM_WEIGHT]
@@ -1052,6 +1122,7 @@ def impute_segments(
     w_prof = impute_params[IP_PROFILE_WEIGHT]
     conf_factor = impute_params[IP_CONFIDENCE_FACTOR]
     tti_power = impute_params[IP_TTI_POWER]
+    junction_model = impute_params[IP_JUNCTION_MODEL] > 0.0
     hour = int((tick_ts % 86400.0) // 3600.0) % profile.shape[1]
     n_unknown = 0
     # Branch-free: whether a speed is NaN is random across segments, and a mispredicted branch
@@ -1064,20 +1135,61 @@ def impute_segments(
         s = scratch_unknown[u]
         # Measured neighbours (speed known): r = speed / free flow, c = their confidence.
         s0 = s1 = s2 = 0.0
+        sq = sqw = 0.0
+        linked = False  # has a neighbour: its r can be a number, its baseline read
         for k in range(succ_indptr[s], succ_indptr[s + 1]):
             j = succ_indices[k]
             v = speed_kmh[j]
+            q = 0.0
+            linked |= j != s
+            if junction_model and j != s:
+                # The neighbours' flows, for this segment's own baseline (round 2), summed here
+                # where the neighbour is visited anyway; and its own, for its baseline.
+                fs = flow_seconds[j]
+                if fs > 0.0:
+                    fc = flow_count[j]
+                    q = fc / fs
+                    sq += w_down * fc / fs
+                    sqw += w_down
             if j != s and v == v:
                 r = np.float64(v) / np.float64(free_flow_kmh[j])
+                if junction_model:
+                    seg = segments[j]
+                    r *= _base_tti(
+                        q, np.float64(seg.length_m), np.float64(seg.speed_limit_kmh), seg.signalised,
+                        np.float64(seg.signal_cycle_s), np.float64(seg.green_ratio),
+                        np.float64(model_free_flow_kmh[j]), model_params, run_fraction,
+                    )
                 c = max(np.float64(confidence[j]), 0.05)
                 s0, s1, s2 = _pool_neighbour(r, c, w_down, tti_power, s0, s1, s2)
         for k in range(pred_indptr[s], pred_indptr[s + 1]):
             j = pred_indices[k]
             v = speed_kmh[j]
+            q = 0.0
+            linked |= j != s
+            if junction_model and j != s:
+                # The neighbours' flows, for this segment's own baseline (round 2), summed here
+                # where the neighbour is visited anyway; and its own, for its baseline.
+                fs = flow_seconds[j]
+                if fs > 0.0:
+                    fc = flow_count[j]
+                    q = fc / fs
+                    sq += w_up * fc / fs
+                    sqw += w_up
             if j != s and v == v:
                 r = np.float64(v) / np.float64(free_flow_kmh[j])
+                if junction_model:
+                    seg = segments[j]
+                    r *= _base_tti(
+                        q, np.float64(seg.length_m), np.float64(seg.speed_limit_kmh), seg.signalised,
+                        np.float64(seg.signal_cycle_s), np.float64(seg.green_ratio),
+                        np.float64(model_free_flow_kmh[j]), model_params, run_fraction,
+                    )
                 c = max(np.float64(confidence[j]), 0.05)
                 s0, s1, s2 = _pool_neighbour(r, c, w_up, tti_power, s0, s1, s2)
+        if junction_model and linked:
+            # (Unwritten for a segment without neighbours: its r stays NaN, nothing reads it.)
+            scratch_flow[s] = sq / sqw if sqw > 0.0 else 0.0
         if s1 > 0.0:
             scratch_ratio[s] = _power_mean_ratio(s0 / s1, tti_power)
             scratch_conf[s] = s2 / s1
@@ -1119,6 +1231,17 @@ def impute_segments(
                 sw = hop2
             else:
                 sw = 0.0
+        # r is the neighbours' pooled 1 / excess (their TTI over their own ``_base_tti``): back
+        # to this segment's ratio through its own baseline, at its neighbours' mean flow (without
+        # the junction model, 1: the plain TTI pool). Only where there is an r to scale.
+        if junction_model and r == r:
+            q = scratch_flow[s]  # its neighbours' weighted mean flow, from round 1
+            seg = segments[s]
+            r = r / _base_tti(
+                q, np.float64(seg.length_m), np.float64(seg.speed_limit_kmh), seg.signalised,
+                np.float64(seg.signal_cycle_s), np.float64(seg.green_ratio),
+                np.float64(model_free_flow_kmh[s]), model_params, run_fraction,
+            )
         rp = profile[s, hour]
         if rp != PROFILE_NONE:
             r_prof = np.float64(rp) / PROFILE_SCALE
@@ -1144,6 +1267,32 @@ def impute_segments(
         confidence[s] = conf_factor * np.float64(np.float32(c))
         imputed[s] = True
     return n_filled
+
+
+@njit(cache=True, nogil=True)
+def model_free_flow(
+    segments: np.ndarray,
+    cycle_s: np.ndarray,
+    green_ratio: np.ndarray,
+    model_params: tuple[float, ...],
+    run_fraction: float,
+    ff_delay_share: float,
+    out_free_flow_kmh: np.ndarray,
+) -> None:
+    """Per segment, the free-flow speed (km/h) the travel-speed model gives it with no traffic:
+    L / (L / v₀ + ``ff_delay_share`` · d(0)), v₀ = ``run_fraction`` × the speed limit (the engine's
+    free flow before any is learned, ``free_flow_fraction_of_limit``: vehicles' free running
+    speed), d(0) the
+    delay of its downstream junction at zero flow with the signal timing ``cycle_s`` /
+    ``green_ratio`` (NaN: the model's defaults) — the share of it kept being the one the learned
+    free flow keeps (``update_segments``, ``free_flow_delay_share``); at most the limit."""
+    for s in range(segments.shape[0]):
+        seg = segments[s]
+        length = np.float64(seg.length_m)
+        limit = np.float64(seg.speed_limit_kmh)
+        v0 = run_fraction * limit / 3.6
+        delay = _junction_delay(0.0, seg.signalised, model_params, cycle_s[s], green_ratio[s], v0)
+        out_free_flow_kmh[s] = min(3.6 * length / (length / v0 + ff_delay_share * delay), limit)
 
 
 # --------------------------------------------------------------------------------------------

@@ -127,6 +127,16 @@ def actuated_timing(
     return cycle[sig], np.clip(green, 0.05, 0.95)
 
 
+def light_traffic_timing(
+    signals: ActuatedSignals, lanes: np.ndarray, saturation_veh_s: float, max_gap_s: float = MAX_GAP_S
+) -> tuple[np.ndarray, np.ndarray]:
+    """(cycle s, green ratio) of each of ``signals.segment`` with no traffic at all: every
+    variable phase gaps out after its minimum (``actuated_timing`` at zero measured flow)."""
+    k = len(signals.segment)
+    lane = np.maximum(np.asarray(lanes, dtype=np.float64)[signals.segment], 1.0)
+    return actuated_timing(signals, np.zeros(k), np.zeros(k), lane, saturation_veh_s, max_gap_s=max_gap_s)
+
+
 class ActuatedTiming:
     """Per-engine state: the smoothed flows of the actuated approaches, and the tick's update of
     their records' signal timing (``update``)."""

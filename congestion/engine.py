@@ -68,7 +68,7 @@ from roadgraph.detectors import DetectorRegistry
 from roadgraph.network import RoadNetwork
 
 from . import _kernels
-from .actuated import ActuatedSignals, ActuatedTiming
+from .actuated import ActuatedSignals, ActuatedTiming, light_traffic_timing
 from .imputation import ImputationParams
 from .index import area_indices, area_weight_totals, check_districts, lane_length_weight
 from .levels import RATIO_UPPER_BOUNDS
@@ -191,6 +191,7 @@ ENGINE_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "impute_profile_weight": ("imputation", "profile_weight"),
     "impute_confidence_factor": ("imputation", "confidence_factor"),
     "impute_tti_power": ("imputation", "tti_power"),
+    "impute_junction_model": ("imputation", "junction_model"),
 }
 
 
@@ -354,8 +355,16 @@ class CongestionEngine:
             spot = list(self._spot_params)
             spot[_kernels.SPOT_QUEUE_SPEED_FRACTION] = 0.0
             self._spot_params = tuple(spot)
-        self._impute_params = (imputation or ImputationParams()).as_tuple()
+        self._imputation = imputation or ImputationParams()
+        self._impute_params = self._imputation.as_tuple()
         self._impute = estimator == "travel_speed"
+        # Imputation by the junction model: the segments' smoothed flows (decayed sums of the
+        # vehicles counted and the detector-seconds covered) and their uncongested TTIs.
+        self._junction_model = self._impute and self._imputation.junction_model > 0
+        #: Event time the smoothed flows (``SegmentHeld.flow_count``) were last decayed to.
+        self._flow_ts: float | None = None
+        self._model_free_flow = np.empty(n_segments if self._junction_model else 0, dtype=np.float32)
+        self._no_flows = np.empty(0, dtype=np.float64)
         if self._impute:
             # int32 offsets (the CSR's are int64): ``impute_segments`` reads two per unknown
             # segment and graph in each of its two rounds, at a million segments a sweep over
@@ -367,6 +376,7 @@ class CongestionEngine:
                 np.empty(n_segments, dtype=np.int32),
                 np.empty(n_segments, dtype=np.float32),
                 np.empty(n_segments, dtype=np.float32),
+                np.empty(n_segments if self._junction_model else 0, dtype=np.float64),
             )
         # Canonical dtypes once, so every kernel compiles (and caches) one signature only.
         self._lanes = np.ascontiguousarray(segs.lanes, dtype=np.int16)
@@ -422,6 +432,28 @@ class CongestionEngine:
                 max_gap_s=self.settings.actuated_max_gap_s,
                 flow_tau_s=self.settings.actuated_flow_tau_s,
             )
+        if self._junction_model:
+            # A segment without a detector never learns its free flow: its default is the
+            # model's travel speed with no traffic (its own junction's delay at zero flow, with an
+            # actuated signal's light-traffic timing), not a share of the limit (``imputation``).
+            no_detector = np.bincount(det_segment, minlength=n_segments) == 0
+            records = self._scratch.records
+            cycle = records["signal_cycle_s"].astype(np.float64)
+            green = records["green_ratio"].astype(np.float64)
+            if self._actuated is not None and actuated_signals is not None:
+                light_cycle, light_green = light_traffic_timing(
+                    actuated_signals, self._lanes, self._model.saturation_flow_veh_h / 3600.0,
+                    max_gap_s=self.settings.actuated_max_gap_s,
+                )
+                cycle[actuated_signals.segment] = light_cycle
+                green[actuated_signals.segment] = light_green
+            model_ff = self._model_free_flow
+            _kernels.model_free_flow(
+                records, cycle, green, self._model_params, settings.free_flow_fraction_of_limit,
+                min(settings.free_flow_delay_share, 1.0), model_ff,
+            )
+            free_flow[no_detector] = model_ff[no_detector]
+            self._held = SegmentHeld.initial(free_flow)
         # `imputed` and `closed` are all False until imputation and closures arrive: one
         # read-only array shared by every snapshot instead of a fresh one per tick.
         self._all_false = np.zeros(n_segments, dtype=bool)
@@ -518,6 +550,9 @@ class CongestionEngine:
         the snapshot keep their defaults, ids unknown to this network are ignored). Raises
         ValueError naming the key when the snapshot is malformed, touching nothing."""
         self._held.import_(state, self._segment_ids)
+        last = state.get("last_tick_ts")
+        if isinstance(last, int | float) and math.isfinite(last):
+            self._flow_ts = float(last)
 
     def add_readings(self, batch: ReadingBatch) -> None:
         """Validate and buffer a batch for the next tick that covers its readings' ``ts``.
@@ -592,6 +627,14 @@ class CongestionEngine:
 
         if self._actuated is not None:
             self._actuated.update(tick_ts, self._scratch.records)
+        # The smoothed flows of imputation's junction model: decayed and added to by
+        # ``update_segments`` as it reads the tick's counts (empty arrays: not kept).
+        flow_decay, flow_count, flow_seconds = 1.0, self._no_flows, self._no_flows
+        if self._junction_model:
+            if self._flow_ts is not None and tick_ts > self._flow_ts:
+                flow_decay = math.exp(-(tick_ts - self._flow_ts) / self._settings.smoothing_tau_s)
+            self._flow_ts = tick_ts
+            flow_count, flow_seconds = held.flow_count, held.flow_seconds
         n = len(self._lanes)
         speed = np.empty(n, dtype=np.float32)
         free_flow = np.empty(n, dtype=np.float32)
@@ -606,15 +649,19 @@ class CongestionEngine:
             held.evidence_ts, held.evidence_quality, held.smooth_w, held.smooth_wpace,
             held.smooth_ts, held.ff_hist, held.ff_samples, held.ff_interval, held.profile, prev.speed_kmh,
             prev.n_detectors, prev.n_cameras, speed, free_flow, tti, level, confidence, n_det, n_cam,
+            flow_decay, flow_count, flow_seconds,
         )
         # Published snapshots share the free-flow array: the held one is replaced, not written.
         held.free_flow_kmh = free_flow
         imputed = self._all_false
         if self._impute and n_measured < n:
             imputed = np.zeros(n, dtype=bool)
+            # (The junction model's baselines are computed inside, where they are read.)
             _kernels.impute_segments(
                 tick_ts, self._impute_params, RATIO_UPPER_BOUNDS, self._succ[0], self._succ[1],
-                self._pred[0], self._pred[1], held.profile, free_flow, *self._impute_scratch,
+                self._pred[0], self._pred[1], held.profile, free_flow, self._scratch.records,
+                held.flow_count, held.flow_seconds, self._model_free_flow, self._model_params,
+                self._settings.free_flow_fraction_of_limit, *self._impute_scratch,
                 speed, tti, level, confidence, imputed,
             )
         states = SegmentStates(

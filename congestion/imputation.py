@@ -24,6 +24,21 @@ been silent (or unusable) for longer than ``stale_after_s``. Such a segment is f
    while it had detectors; ``CongestionEngine.export_state`` keeps it across restarts), blended
    in at ``profile_weight``.
 
+**Junction model** (``junction_model`` > 0, the default). What transfers is not a neighbour's
+whole TTI, which carries its own junction's delay (its signal, its green share) onto a segment
+whose junction may be another control, but its *excess* over that junction: its TTI ÷ its
+``base_tti``, the TTI the travel-speed model (``travel_speed``: running at v₀ =
+``free_flow_fraction_of_limit`` × limit, Webster's delay and the stop-start loss at its signal,
+priority delay otherwise) gives it uncongested at its smoothed flow per lane, over the model's
+zero-flow travel time with ``free_flow_delay_share`` of the delay (as free flow is learned).
+The pooled excess is multiplied by the segment's own ``base_tti`` at the weighted mean flow per
+lane of its neighbours (``_kernels._base_tti``, computed by ``impute_segments`` only for the unknown
+segments and their measured neighbours, where it is read). What the model cannot know — a queue
+spilling back, a blocked lane — is what the excess carries. At priority junctions ``base_tti``
+is 1 and this is the plain TTI pool. A segment without a detector, which never learns its free
+flow, takes the model's zero-flow speed (actuated signals at their light-traffic timing) as its
+free flow instead of ``free_flow_fraction_of_limit`` × limit (``_kernels.model_free_flow``).
+
 Nothing known → the segment stays unknown (level 0) rather than guessed smooth. Imputed
 confidence is ``confidence_factor`` × the weighted confidence of the sources (profile: 0.5), so
 an imputed state is always less trusted than the measurements it came from. Imputation never
@@ -47,6 +62,9 @@ class ImputationParams:
     confidence_factor: float = 0.5
     #: Exponent of the power mean of the neighbours' travel-time indices (1 = their mean).
     tti_power: float = 1.0
+    #: Transfer the neighbours' excess over their own junction's modelled delay (> 0) rather than
+    #: their whole travel-time index (0); see the module docstring.
+    junction_model: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -59,11 +77,12 @@ class ImputationParams:
             raise ValueError(f"imputation confidence_factor = {self.confidence_factor}: expected ≤ 1")
 
     def as_tuple(self) -> tuple[float, ...]:
-        out = [0.0] * 6
+        out = [0.0] * _kernels.IP_N
         out[_kernels.IP_DOWNSTREAM_WEIGHT] = self.downstream_weight
         out[_kernels.IP_UPSTREAM_WEIGHT] = self.upstream_weight
         out[_kernels.IP_SECOND_HOP_WEIGHT] = self.second_hop_weight
         out[_kernels.IP_PROFILE_WEIGHT] = self.profile_weight
         out[_kernels.IP_CONFIDENCE_FACTOR] = self.confidence_factor
         out[_kernels.IP_TTI_POWER] = self.tti_power
+        out[_kernels.IP_JUNCTION_MODEL] = self.junction_model
         return tuple(float(x) for x in out)

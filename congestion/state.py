@@ -149,7 +149,12 @@ _EXPORTED_ROWS: dict[str, Any] = {
     "smooth_w": np.float32,
     "smooth_wpace": np.float32,
     "smooth_ts": np.float64,
+    "flow_count": np.float64,
+    "flow_seconds": np.float64,
 }
+#: Keys of ``_EXPORTED_ROWS`` that a snapshot may lack (taken before they existed): left as they
+#: are (the smoothed flows of imputation are relearned within ``smoothing_tau_s``).
+_OPTIONAL_ROWS = ("flow_count", "flow_seconds")
 STATE_VERSION = 1
 
 
@@ -180,6 +185,10 @@ class SegmentHeld:
     smooth_wpace: np.ndarray  # float32
     #: Event time the smoothing sums were last decayed to; NaN = never.
     smooth_ts: np.ndarray  # float64
+    #: Smoothed flow (imputation's junction model): decayed vehicles counted and detector-seconds
+    #: covered (``_kernels.update_segments``), decayed to the last tick.
+    flow_count: np.ndarray  # float64
+    flow_seconds: np.ndarray  # float64
 
     @classmethod
     def initial(cls, free_flow_kmh: np.ndarray) -> SegmentHeld:
@@ -201,6 +210,8 @@ class SegmentHeld:
             smooth_w=np.zeros(n, dtype=np.float32),
             smooth_wpace=np.zeros(n, dtype=np.float32),
             smooth_ts=np.full(n, np.nan, dtype=np.float64),
+            flow_count=np.zeros(n, dtype=np.float64),
+            flow_seconds=np.zeros(n, dtype=np.float64),
         )
 
     def export(self, segment_ids: np.ndarray, last_tick_ts: float | None) -> dict[str, Any]:
@@ -227,6 +238,8 @@ class SegmentHeld:
         arrays: dict[str, np.ndarray] = {}
         for key, dtype in _EXPORTED_ROWS.items():
             if key not in state:
+                if key in _OPTIONAL_ROWS:
+                    continue
                 raise ValueError(f"engine state: key {key!r} missing")
             arr = np.asarray(state[key])
             want = getattr(self, key)

@@ -156,6 +156,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
             0.1,
             64,
         ),
+        "impute_junction_model": Key(
+            (int, float),
+            1.0,
+            "imputation: transfer the neighbours' TTI over their own junction's modelled one (> 0) "
+            "or their whole TTI (0)",
+            0,
+            1,
+        ),
     },
     "ingest": {
         "max_payload_bytes": Key(int, 4_000_000, "largest accepted MQTT payload", 256, 256_000_000),

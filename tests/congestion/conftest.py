@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -318,6 +319,49 @@ def ref_area_indices(
 # --------------------------------------------------------------------------------------------
 
 
+def ref_junction_delay(rec: np.ndarray, flow_veh_h: np.ndarray, v0_kmh: np.ndarray, p: Any) -> np.ndarray:
+    """The junction delay (s) of the reference travel-speed model (``travel_time_reference``):
+    its travel time less the running time, at the running speed ``v0_kmh``; ``rec`` the
+    segments' records (``state.SEGMENT_SCRATCH_RECORD``), ``p`` a ``TravelSpeedParams``."""
+    from congestion.travel_speed import travel_time_reference
+
+    length = rec["length_m"].astype(np.float64)
+    nan = np.full(len(rec), np.nan)
+    t = travel_time_reference(
+        v_h_kmh=v0_kmh, flow_veh_h=flow_veh_h, occupancy=nan, length_m=length, loop_position=nan + 1,
+        signalised=rec["signalised"], speed_limit_kmh=rec["speed_limit_kmh"].astype(np.float64), p=p,
+        cycle_s=rec["signal_cycle_s"].astype(np.float64), green_ratio=rec["green_ratio"].astype(np.float64),
+    )
+    return t - length / (v0_kmh / 3.6)
+
+
+def ref_base_tti(
+    rec: np.ndarray, count: np.ndarray, seconds: np.ndarray, speed: np.ndarray, model_ff: np.ndarray,
+    succ: tuple[np.ndarray, np.ndarray], pred: tuple[np.ndarray, np.ndarray], ip: Any, p: Any,
+    run_fraction: float,
+) -> np.ndarray:
+    """Imputation's junction model (``imputation`` docs): each segment's uncongested model TTI at
+    its flow per lane — its own smoothed flow (``count`` / ``seconds``; 0 without one) when it
+    has a measured ``speed``, else the weighted mean of its neighbours' that have one — as
+    ``impute_segments`` computes it where it reads it (stored as float32)."""
+    n = len(rec)
+    flow = np.zeros(n)
+    for s in range(n):
+        if np.isfinite(speed[s]):
+            flow[s] = count[s] / seconds[s] if seconds[s] > 0 else 0.0
+            continue
+        num = den = 0.0
+        for (ptr, idx), w in ((succ, ip.downstream_weight), (pred, ip.upstream_weight)):
+            for j in idx[ptr[s] : ptr[s + 1]]:
+                if j != s and seconds[j] > 0:
+                    num, den = num + w * count[j] / seconds[j], den + w
+        flow[s] = num / den if den > 0 else 0.0
+    v0 = run_fraction * rec["speed_limit_kmh"].astype(np.float64)
+    length = rec["length_m"].astype(np.float64)
+    t_base = length / (v0 / 3.6) + ref_junction_delay(rec, 3600.0 * flow, v0, p)
+    return (model_ff.astype(np.float64) / 3.6 * t_base / length).astype(np.float32)
+
+
 @pytest.fixture
 def make_network() -> Callable[..., RoadNetwork]:
     return build_network
@@ -350,4 +394,6 @@ def reference() -> SimpleNamespace:
         level_of_tpi=ref_level_of_tpi,
         area_indices=ref_area_indices,
         random_batch=random_batch,
+        junction_delay=ref_junction_delay,
+        base_tti=ref_base_tti,
     )

@@ -330,6 +330,7 @@ def test_update_segments_matches_reference(seed: int, n: int, reference) -> None
         h.smooth_w, h.smooth_wpace, h.smooth_ts, h.ff_hist, h.ff_samples, h.ff_interval, h.profile,
         a.prev_speed, a.prev_n_det, a.prev_n_cam,
         out["speed"], out["ff"], out["tti"], out["level"], out["confidence"], out["n_det"], out["n_cam"],
+        1.0, np.empty(0), np.empty(0),
     )
     np.testing.assert_array_equal(out["ff"], a.free_flow)
     assert n_known == want["n_known"]
@@ -351,6 +352,43 @@ def test_update_segments_matches_reference(seed: int, n: int, reference) -> None
         known = ~np.isnan(want["speed"])
         assert known.any() and (~known & ~np.isnan(a.prev_speed)).any()
         assert (known & ~has_acc).any() and len(np.unique(want["level"])) == 6
+
+
+@pytest.mark.parametrize("decay", [1.0, 0.7])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_update_segments_smoothed_flow_sums(seed: int, decay: float) -> None:
+    # Imputation's junction model: flow_count / flow_seconds = decay × held + the tick's vehicles
+    # counted / detector-seconds (late evidence too), every segment; zeros stay zeros.
+    rng = np.random.default_rng(seed)
+    n = 2000
+    limit = rng.choice([20.0, 50.0, 80.0], n).astype(np.float32)
+    sc = SegmentScratch.initial(limit)
+    has = rng.random(n) < 0.5
+    sc.field("weight")[:] = np.where(has, rng.uniform(0.1, 50, n), 0.0)
+    sc.field("weight_per_speed")[:] = np.where(has, sc.field("weight") / rng.uniform(5, 90, n), 0.0)
+    sc.field("newest_ts")[:] = np.where(has, rng.uniform(600, 1000, n), -np.inf)
+    sc.field("count")[:] = np.where(has, rng.poisson(8.0, n), 0.0)
+    sc.field("interval_s")[:] = np.where(has, 30.0 * rng.integers(1, 4, n), 0.0)
+    count, seconds = sc.field("count").astype(np.float64), sc.field("interval_s").astype(np.float64)
+    held_ts = np.where(rng.random(n) < 0.3, 2000.0, rng.uniform(500, 1000, n))  # 2000: late evidence
+    held_c = np.where(rng.random(n) < 0.4, 0.0, rng.uniform(0, 100, n))
+    held_s = np.where(held_c > 0, rng.uniform(30, 900, n), 0.0)
+    fc, fs = held_c.copy(), held_s.copy()
+    free_flow = np.full(n, 45.0, dtype=np.float32)
+    h = SegmentHeld.initial(free_flow)
+    model, held = _spot_only(TravelSpeedParams().as_tuple(), _held_params(EngineSettings()))
+    kinds = (np.float32, np.float32, np.float32, np.int8, np.float32, np.int16, np.int16)
+    outs = [np.empty(n, t) for t in kinds]
+    k.update_segments(
+        1000.0, held, model, RATIO_UPPER_BOUNDS, sc.records, np.ones(n, np.int16), free_flow, free_flow,
+        held_ts, np.zeros(n, np.float32), h.smooth_w, h.smooth_wpace, h.smooth_ts, h.ff_hist, h.ff_samples,
+        h.ff_interval, h.profile, np.full(n, np.nan, np.float32), np.zeros(n, np.int16),
+        np.zeros(n, np.int16),
+        *outs, decay, fc, fs,
+    )
+    np.testing.assert_array_equal(fc, decay * held_c + count)
+    np.testing.assert_array_equal(fs, decay * held_s + seconds)
+    assert (has & (held_ts == 2000.0) & (count > 0)).any()
 
 
 @pytest.mark.parametrize("n", [0, 1, 10, k.AREA_BLOCK, k.AREA_BLOCK + 1, 4000])

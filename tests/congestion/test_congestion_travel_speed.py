@@ -12,7 +12,7 @@ from congestion import CongestionEngine, EngineSettings
 from congestion import _kernels as k
 from congestion.imputation import ImputationParams
 from congestion.levels import RATIO_UPPER_BOUNDS, level_from_ratio
-from congestion.state import FF_BINS, PROFILE_BINS, PROFILE_NONE
+from congestion.state import FF_BINS, PROFILE_BINS, PROFILE_NONE, SEGMENT_SCRATCH_RECORD, aligned_records
 from congestion.travel_speed import (
     TravelSpeedParams,
     junction_delay_sd_reference,
@@ -287,10 +287,12 @@ def test_imputation_marks_and_never_overrides(chain, make_registry, make_batch) 
     assert r1 == pytest.approx(want, rel=1e-5)
 
 
-def _ref_impute(speed, ff, conf, succ, pred, profile, hour, p: ImputationParams):  # type: ignore[no-untyped-def]
-    """``impute_segments`` in plain numpy/Python: round 1 from measured neighbours, round 2 from
-    unknown neighbours' round-1 ratios, the profile blend, then the states."""
+def _ref_impute(speed, ff, conf, succ, pred, profile, hour, p: ImputationParams, base=None):  # type: ignore[no-untyped-def]
+    """``impute_segments`` in plain numpy/Python: round 1 from measured neighbours (their ratio ×
+    their ``base`` TTI), round 2 from unknown neighbours' round-1 values, back to the segment's
+    ratio ÷ its own ``base``, the profile blend, then the states."""
     n = len(speed)
+    base = np.ones(n) if base is None else np.asarray(base, dtype=np.float32).astype(np.float64)
     unknown = np.isnan(speed)
 
     def pooled(s: int, ratio: np.ndarray, cf: np.ndarray, usable: np.ndarray) -> tuple[float, float, float]:
@@ -305,7 +307,7 @@ def _ref_impute(speed, ff, conf, succ, pred, profile, hour, p: ImputationParams)
                 den2 += weight * c * c
         return num, den, den2
 
-    r_meas = speed.astype(np.float64) / ff.astype(np.float64)
+    r_meas = speed.astype(np.float64) / ff.astype(np.float64) * base
     r1 = np.full(n, np.nan)
     c1 = np.zeros(n)
     for s in map(int, np.flatnonzero(unknown)):
@@ -323,6 +325,7 @@ def _ref_impute(speed, ff, conf, succ, pred, profile, hour, p: ImputationParams)
                 c, sw = p.second_hop_weight * den2 / den, p.second_hop_weight
             else:
                 sw = 0.0
+        r = r / base[s]
         if profile[s, hour] != PROFILE_NONE:
             r_prof = profile[s, hour] / 200.0
             if np.isnan(r):
@@ -346,9 +349,28 @@ def _random_csr(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarra
     return ptr, rng.integers(0, n, int(ptr[-1])).astype(np.int32)  # self-loops included: skipped
 
 
+def _junction_inputs(
+    rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Random segment records, smoothed flow sums (some segments without) and model free flows:
+    the junction model's inputs of ``impute_segments``."""
+    rec = aligned_records(n, SEGMENT_SCRATCH_RECORD)
+    rec["length_m"] = rng.uniform(30, 600, n)
+    rec["speed_limit_kmh"] = rng.choice([30.0, 50.0, 60.0, 80.0], n)
+    rec["signalised"] = rng.random(n) < 0.6
+    rec["signal_cycle_s"] = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(40, 140, n))
+    rec["green_ratio"] = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(0.15, 0.8, n))
+    count = np.where(rng.random(n) < 0.6, rng.uniform(0, 50, n), 0.0)
+    seconds = np.where(count > 0, rng.uniform(60, 600, n), 0.0)
+    return rec, count, seconds, rng.uniform(20, 60, n).astype(np.float32)
+
+
+@pytest.mark.parametrize("junction_model", [False, True])
 @pytest.mark.parametrize("tti_power", [1.0, 8.0])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_imputation_kernel_matches_reference(seed: int, tti_power: float) -> None:
+def test_imputation_kernel_matches_reference(
+    seed: int, tti_power: float, junction_model: bool, reference
+) -> None:
     rng = np.random.default_rng(seed)
     n = 400
     speed = np.where(rng.random(n) < 0.45, np.nan, rng.uniform(1, 60, n)).astype(np.float32)
@@ -357,16 +379,24 @@ def test_imputation_kernel_matches_reference(seed: int, tti_power: float) -> Non
     profile = np.where(rng.random((n, PROFILE_BINS)) < 0.7, PROFILE_NONE,
                        rng.integers(0, 254, (n, PROFILE_BINS))).astype(np.uint8)
     succ, pred = _random_csr(rng, n), _random_csr(rng, n)
-    p = ImputationParams(upstream_weight=0.6, second_hop_weight=0.4, profile_weight=0.7, tti_power=tti_power)
+    p = ImputationParams(upstream_weight=0.6, second_hop_weight=0.4, profile_weight=0.7, tti_power=tti_power,
+                         junction_model=float(junction_model))
     tick_ts = 3600.0 * 7 + 10.0
-    want = _ref_impute(speed, ff, conf, succ, pred, profile, 7, p)
+    model = TravelSpeedParams()
+    rec, count, seconds, model_ff = _junction_inputs(rng, n)
+    base = np.ones(n, dtype=np.float32)
+    if junction_model:
+        base = reference.base_tti(rec, count, seconds, speed, model_ff, succ, pred, p, model, 0.9)
+        assert np.ptp(base) > 0.5  # signals and flows vary: not the plain TTI pool
+    want = _ref_impute(speed, ff, conf, succ, pred, profile, 7, p, base)
     tti = np.where(np.isnan(speed), np.nan, ff / speed).astype(np.float32)
     level = np.zeros(n, dtype=np.int8)
     imputed = np.zeros(n, dtype=bool)
     sp, cf = speed.copy(), conf.copy()
-    scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32))
-    filled = k.impute_segments(tick_ts, p.as_tuple(), RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, *scratch,
-                               sp, tti, level, cf, imputed)
+    scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n))
+    filled = k.impute_segments(tick_ts, p.as_tuple(), RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, rec,
+                               count, seconds, model_ff, model.as_tuple(), 0.9, *scratch, sp, tti, level, cf,
+                               imputed)
     assert filled == int(want["imputed"].sum()) and 0 < filled < int(np.isnan(speed).sum())
     np.testing.assert_array_equal(imputed, want["imputed"])
     np.testing.assert_allclose(sp, want["speed"], rtol=1e-5, equal_nan=True)
@@ -376,6 +406,13 @@ def test_imputation_kernel_matches_reference(seed: int, tti_power: float) -> Non
     want_level = np.array([level_from_ratio(r) for r in filled_ratio])
     np.testing.assert_array_equal(level[imputed][~near], want_level[~near])
     np.testing.assert_allclose(tti[imputed], ff[imputed] / sp[imputed], rtol=1e-6)
+
+
+#: ``impute_segments``' junction-model inputs when it is off (``junction_model`` = 0): unread.
+_NO_JUNCTION_MODEL = (
+    aligned_records(0, SEGMENT_SCRATCH_RECORD), np.empty(0), np.empty(0), np.empty(0, dtype=np.float32),
+    TravelSpeedParams().as_tuple(), 0.9,
+)
 
 
 def test_imputation_kernel_second_hop_and_profile() -> None:
@@ -389,15 +426,16 @@ def test_imputation_kernel_second_hop_and_profile() -> None:
     ff = np.full(n, 40.0, dtype=np.float32)
     tti, level = np.full(n, 2.0, dtype=np.float32), np.array([3, 0, 0, 0], dtype=np.int8)
     conf, imputed = np.array([0.8, 0, 0, 0], dtype=np.float32), np.zeros(n, dtype=bool)
-    scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32))
+    scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n))
     filled = k.impute_segments(
         60.0,
-        ImputationParams().as_tuple(),
+        ImputationParams(junction_model=0).as_tuple(),
         RATIO_UPPER_BOUNDS,
         *succ,
         *pred,
         profile,
         ff,
+        *_NO_JUNCTION_MODEL,
         *scratch,
         speed,
         tti,
