@@ -1049,6 +1049,7 @@ def _base_tti(
     model_free_flow_kmh: float,
     model_params: tuple[float, ...],
     run_fraction: float,
+    floor_kmh: float,
 ) -> float:
     """The travel-time index the travel-speed model gives a segment *uncongested* at the flow per
     lane ``flow_veh_s`` (``imputation`` docs, junction model): its model travel time
@@ -1056,14 +1057,22 @@ def _base_tti(
     ``model_free_flow``), v₀ = ``run_fraction`` × the speed limit, d the delay of its own
     downstream junction (``_junction_delay``: its signal's cycle and green ratio as the records
     hold them this tick, or priority). Rounded through float32, as it was stored when a pass of
-    its own computed it for every segment. At a priority junction it is 1.
+    its own computed it for every segment. At a priority junction it is 1; with the model's speed
+    at its floor (``floor_kmh``, at most the free flow) model free flow ÷ floor.
 
     Scalars only (``_pool_neighbour``): ``impute_segments`` computes it where it reads it — for
     the unknown segments and their measured neighbours — instead of a pass over every segment
     (~11 ms a tick at a million segments)."""
     v0 = run_fraction * speed_limit_kmh / 3.6
     delay = _junction_delay(3600.0 * flow_veh_s, signalised, model_params, cycle_s, green_ratio, v0)
-    return np.float64(np.float32(model_free_flow_kmh / 3.6 * (length_m / v0 + delay) / length_m))
+    t = length_m / v0 + delay
+    # The model's speed is never below ``floor_kmh`` (as its free flow, ``model_free_flow``): on
+    # a stub a few metres long ending at a signal, L / (L/v₀ + d) is a fraction of a km/h and the
+    # baseline would make any neighbour's excess a TTI of 50.
+    floor = min(floor_kmh, model_free_flow_kmh)
+    if 3.6 * length_m < floor * t:
+        t = 3.6 * length_m / floor
+    return np.float64(np.float32(model_free_flow_kmh / 3.6 * t / length_m))
 
 
 @njit(cache=True, nogil=True)
@@ -1083,6 +1092,7 @@ def impute_segments(
     model_free_flow_kmh: np.ndarray,
     model_params: tuple[float, ...],
     run_fraction: float,
+    floor_kmh: float,
     scratch_unknown: np.ndarray,
     scratch_ratio: np.ndarray,
     scratch_conf: np.ndarray,
@@ -1158,7 +1168,7 @@ def impute_segments(
                     r *= _base_tti(
                         q, np.float64(seg.length_m), np.float64(seg.speed_limit_kmh), seg.signalised,
                         np.float64(seg.signal_cycle_s), np.float64(seg.green_ratio),
-                        np.float64(model_free_flow_kmh[j]), model_params, run_fraction,
+                        np.float64(model_free_flow_kmh[j]), model_params, run_fraction, floor_kmh,
                     )
                 c = max(np.float64(confidence[j]), 0.05)
                 s0, s1, s2 = _pool_neighbour(r, c, w_down, tti_power, s0, s1, s2)
@@ -1183,7 +1193,7 @@ def impute_segments(
                     r *= _base_tti(
                         q, np.float64(seg.length_m), np.float64(seg.speed_limit_kmh), seg.signalised,
                         np.float64(seg.signal_cycle_s), np.float64(seg.green_ratio),
-                        np.float64(model_free_flow_kmh[j]), model_params, run_fraction,
+                        np.float64(model_free_flow_kmh[j]), model_params, run_fraction, floor_kmh,
                     )
                 c = max(np.float64(confidence[j]), 0.05)
                 s0, s1, s2 = _pool_neighbour(r, c, w_up, tti_power, s0, s1, s2)
@@ -1240,7 +1250,7 @@ def impute_segments(
             r = r / _base_tti(
                 q, np.float64(seg.length_m), np.float64(seg.speed_limit_kmh), seg.signalised,
                 np.float64(seg.signal_cycle_s), np.float64(seg.green_ratio),
-                np.float64(model_free_flow_kmh[s]), model_params, run_fraction,
+                np.float64(model_free_flow_kmh[s]), model_params, run_fraction, floor_kmh,
             )
         rp = profile[s, hour]
         if rp != PROFILE_NONE:
@@ -1277,6 +1287,7 @@ def model_free_flow(
     model_params: tuple[float, ...],
     run_fraction: float,
     ff_delay_share: float,
+    floor_kmh: float,
     out_free_flow_kmh: np.ndarray,
 ) -> None:
     """Per segment, the free-flow speed (km/h) the travel-speed model gives it with no traffic:
@@ -1285,14 +1296,17 @@ def model_free_flow(
     speed), d(0) the
     delay of its downstream junction at zero flow with the signal timing ``cycle_s`` /
     ``green_ratio`` (NaN: the model's defaults) — the share of it kept being the one the learned
-    free flow keeps (``update_segments``, ``free_flow_delay_share``); at most the limit."""
+    free flow keeps (``update_segments``, ``free_flow_delay_share``); at most the limit, at least
+    ``floor_kmh`` (a standing queue's speed: on a segment a few metres long ending at a signal
+    the formula gives a fraction of a km/h, which no one reads as a free flow)."""
     for s in range(segments.shape[0]):
         seg = segments[s]
         length = np.float64(seg.length_m)
         limit = np.float64(seg.speed_limit_kmh)
         v0 = run_fraction * limit / 3.6
         delay = _junction_delay(0.0, seg.signalised, model_params, cycle_s[s], green_ratio[s], v0)
-        out_free_flow_kmh[s] = min(3.6 * length / (length / v0 + ff_delay_share * delay), limit)
+        ff = min(3.6 * length / (length / v0 + ff_delay_share * delay), limit)
+        out_free_flow_kmh[s] = max(ff, min(floor_kmh, limit))
 
 
 # --------------------------------------------------------------------------------------------

@@ -450,7 +450,7 @@ class CongestionEngine:
             model_ff = self._model_free_flow
             _kernels.model_free_flow(
                 records, cycle, green, self._model_params, settings.free_flow_fraction_of_limit,
-                min(settings.free_flow_delay_share, 1.0), model_ff,
+                min(settings.free_flow_delay_share, 1.0), settings.stopped_speed_kmh, model_ff,
             )
             free_flow[no_detector] = model_ff[no_detector]
             self._held = SegmentHeld.initial(free_flow)
@@ -661,7 +661,8 @@ class CongestionEngine:
                 tick_ts, self._impute_params, RATIO_UPPER_BOUNDS, self._succ[0], self._succ[1],
                 self._pred[0], self._pred[1], held.profile, free_flow, self._scratch.records,
                 held.flow_count, held.flow_seconds, self._model_free_flow, self._model_params,
-                self._settings.free_flow_fraction_of_limit, *self._impute_scratch,
+                self._settings.free_flow_fraction_of_limit, self._settings.stopped_speed_kmh,
+                *self._impute_scratch,
                 speed, tti, level, confidence, imputed,
             )
         states = SegmentStates(

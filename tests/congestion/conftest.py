@@ -339,6 +339,7 @@ def ref_base_tti(
     rec: np.ndarray, count: np.ndarray, seconds: np.ndarray, speed: np.ndarray, model_ff: np.ndarray,
     succ: tuple[np.ndarray, np.ndarray], pred: tuple[np.ndarray, np.ndarray], ip: Any, p: Any,
     run_fraction: float,
+    floor_kmh: float = 2.0,
 ) -> np.ndarray:
     """Imputation's junction model (``imputation`` docs): each segment's uncongested model TTI at
     its flow per lane — its own smoothed flow (``count`` / ``seconds``; 0 without one) when it
@@ -359,6 +360,9 @@ def ref_base_tti(
     v0 = run_fraction * rec["speed_limit_kmh"].astype(np.float64)
     length = rec["length_m"].astype(np.float64)
     t_base = length / (v0 / 3.6) + ref_junction_delay(rec, 3600.0 * flow, v0, p)
+    # The model's speed is never below the floor (at most the model free flow).
+    floor = np.minimum(floor_kmh, model_ff.astype(np.float64))
+    t_base = np.where(3.6 * length < floor * t_base, 3.6 * length / floor, t_base)
     return (model_ff.astype(np.float64) / 3.6 * t_base / length).astype(np.float32)
 
 

@@ -395,8 +395,8 @@ def test_imputation_kernel_matches_reference(
     sp, cf = speed.copy(), conf.copy()
     scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n))
     filled = k.impute_segments(tick_ts, p.as_tuple(), RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, rec,
-                               count, seconds, model_ff, model.as_tuple(), 0.9, *scratch, sp, tti, level, cf,
-                               imputed)
+                               count, seconds, model_ff, model.as_tuple(), 0.9, 2.0, *scratch, sp, tti, level,
+                               cf, imputed)
     assert filled == int(want["imputed"].sum()) and 0 < filled < int(np.isnan(speed).sum())
     np.testing.assert_array_equal(imputed, want["imputed"])
     np.testing.assert_allclose(sp, want["speed"], rtol=1e-5, equal_nan=True)
@@ -411,7 +411,7 @@ def test_imputation_kernel_matches_reference(
 #: ``impute_segments``' junction-model inputs when it is off (``junction_model`` = 0): unread.
 _NO_JUNCTION_MODEL = (
     aligned_records(0, SEGMENT_SCRATCH_RECORD), np.empty(0), np.empty(0), np.empty(0, dtype=np.float32),
-    TravelSpeedParams().as_tuple(), 0.9,
+    TravelSpeedParams().as_tuple(), 0.9, 2.0,
 )
 
 

@@ -30,21 +30,28 @@ def test_model_free_flow_matches_reference(seed: int, reference) -> None:
     rng = np.random.default_rng(seed)
     n = 300
     rec = _records(rng, n)
+    # A few segments only metres long (OSM junction stubs): the floor must hold there.
+    rec["length_m"][:30] = rng.uniform(0.2, 8.0, 30)
     p = TravelSpeedParams()
     out = np.empty(n, dtype=np.float32)
+    floor = 2.0
     k.model_free_flow(
         rec, rec["signal_cycle_s"].astype(np.float64), rec["green_ratio"].astype(np.float64), p.as_tuple(),
-        0.9, 0.6, out,
+        0.9, 0.6, floor, out,
     )
     limit = rec["speed_limit_kmh"].astype(np.float64)
     v0 = 0.9 * limit
     length = rec["length_m"].astype(np.float64)
     delay0 = reference.junction_delay(rec, np.zeros(n), v0, p)
-    want = np.minimum(3.6 * length / (length / (v0 / 3.6) + 0.6 * delay0), limit)
+    want = np.maximum(np.minimum(3.6 * length / (length / (v0 / 3.6) + 0.6 * delay0), limit), floor)
     np.testing.assert_allclose(out, want, rtol=1e-5)
     # A signal costs free flow; a priority junction (no delay by default) does not.
     sig = rec["signalised"]
     assert np.all(out[sig] < v0[sig]) and np.allclose(out[~sig], v0[~sig], rtol=1e-6)
+    # Nothing under the floor; short signalised stubs, a fraction of a km/h by the formula, sit on it.
+    raw = 3.6 * length / (length / (v0 / 3.6) + 0.6 * delay0)
+    stub = sig & (raw < floor)
+    assert np.all(out >= np.float32(floor)) and stub.sum() >= 5 and np.all(out[stub] == np.float32(floor))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -60,12 +67,12 @@ def test_base_tti_matches_reference(seed: int, reference) -> None:
     model_ff = rng.uniform(20, 60, n).astype(np.float32)
     empty = (np.zeros(n + 1, dtype=np.int32), np.zeros(0, dtype=np.int32))
     ip = ImputationParams()
-    want = reference.base_tti(rec, count, seconds, np.ones(n), model_ff, empty, empty, ip, p, 0.9)
+    want = reference.base_tti(rec, count, seconds, np.ones(n), model_ff, empty, empty, ip, p, 0.9, 2.0)
     got = [
         k._base_tti(
             count[s] / seconds[s] if seconds[s] > 0 else 0.0, float(rec["length_m"][s]),
             float(rec["speed_limit_kmh"][s]), bool(rec["signalised"][s]), float(rec["signal_cycle_s"][s]),
-            float(rec["green_ratio"][s]), float(model_ff[s]), p.as_tuple(), 0.9,
+            float(rec["green_ratio"][s]), float(model_ff[s]), p.as_tuple(), 0.9, 2.0,
         )
         for s in range(n)
     ]
@@ -88,8 +95,8 @@ def test_excess_transfers_across_junctions_not_the_neighbours_signal_delay() -> 
     count, seconds = np.array([30.0, 0.0]), np.array([300.0, 0.0])
     model_ff = np.array([30.0, 45.0], dtype=np.float32)
     p = TravelSpeedParams().as_tuple()
-    base0 = k._base_tti(0.1, 150.0, 50.0, True, 120.0, 0.3, 30.0, p, 0.9)
-    assert base0 > 1.5 and k._base_tti(0.1, 150.0, 50.0, False, np.nan, np.nan, 45.0, p, 0.9) == 1.0
+    base0 = k._base_tti(0.1, 150.0, 50.0, True, 120.0, 0.3, 30.0, p, 0.9, 2.0)
+    assert base0 > 1.5 and k._base_tti(0.1, 150.0, 50.0, False, np.nan, np.nan, 45.0, p, 0.9, 2.0) == 1.0
 
     def impute(junction_model: float, tti0: float) -> tuple[float, int]:
         speed = np.array([40.0 / tti0, np.nan], dtype=np.float32)
@@ -99,7 +106,7 @@ def test_excess_transfers_across_junctions_not_the_neighbours_signal_delay() -> 
         scratch = (np.empty(2, np.int32), np.empty(2, np.float32), np.empty(2, np.float32), np.empty(2))
         ip = ImputationParams(junction_model=junction_model).as_tuple()
         k.impute_segments(60.0, ip, RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, rec, count, seconds,
-                          model_ff, p, 0.9, *scratch, speed, tti, level, conf, imputed)
+                          model_ff, p, 0.9, 2.0, *scratch, speed, tti, level, conf, imputed)
         assert imputed.tolist() == [False, True]
         return float(tti[1]), int(level[1])
 
@@ -129,3 +136,16 @@ def test_segment_without_detector_gets_the_model_free_flow(
     np.testing.assert_array_equal(a.free_flow_kmh[[0, 2]], b.free_flow_kmh[[0, 2]])
     np.testing.assert_array_equal(a.speed_kmh[[0, 2]], b.speed_kmh[[0, 2]])
     assert a.imputed[1] and 0 < a.confidence[1] < min(a.confidence[0], a.confidence[2])
+
+
+def test_base_tti_of_a_stub_at_a_signal_is_bounded_by_the_speed_floor() -> None:
+    # A 1-m stub ending at a signal: L / (L/v₀ + d) is ~0.1 km/h, which would turn any
+    # neighbour's excess into a TTI of 50 (a published speed of 0.0). The model's speed stops at
+    # the floor, as its free flow does: at the floor the baseline is 1.
+    p = TravelSpeedParams().as_tuple()
+    at_floor = k._base_tti(0.3, 1.0, 50.0, True, 120.0, 0.3, 2.0, p, 0.9, 2.0)
+    assert at_floor == pytest.approx(1.0, rel=1e-6)
+    unbounded = k._base_tti(0.3, 1.0, 50.0, True, 120.0, 0.3, 2.0, p, 0.9, 0.0001)
+    assert unbounded > 10.0
+    # A free flow above the floor: the baseline is at most free flow ÷ floor.
+    assert k._base_tti(0.3, 1.0, 50.0, True, 120.0, 0.3, 6.0, p, 0.9, 2.0) == pytest.approx(3.0, rel=1e-6)
