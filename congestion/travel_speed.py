@@ -239,13 +239,25 @@ def stop_loss_reference(
     """Stop-start loss (s) per vehicle at a signal: Akçelik's stop rate h = (1 − λ)/(1 − y),
     y = q/s (capped at 0.95·λ; h at most 1), times v/(2a) + v/(2d), scaled by
     ``stop_loss_factor``."""
-    lam: float | np.ndarray = p.green_ratio
-    if green_ratio is not None:
-        lam = np.where(np.isnan(green_ratio), p.green_ratio, green_ratio)
-    y = np.minimum(np.asarray(flow_veh_h, dtype=np.float64) / p.saturation_flow_veh_h, 0.95 * lam)
-    stops = np.minimum(1.0, (1.0 - lam) / (1.0 - y))
+    stops = _stop_rate_reference(flow_veh_h, p, green_ratio)
     loss = 0.5 * np.asarray(v_run_ms, dtype=np.float64) * (1.0 / p.stop_accel_ms2 + 1.0 / p.stop_decel_ms2)
     return p.stop_loss_factor * stops * loss
+
+
+def _green_ratio_reference(p: TravelSpeedParams, green_ratio: np.ndarray | None) -> float | np.ndarray:
+    """λ per segment: the network's where it states one, else the model's default."""
+    if green_ratio is None:
+        return p.green_ratio
+    return np.where(np.isnan(green_ratio), p.green_ratio, green_ratio)
+
+
+def _stop_rate_reference(
+    flow_veh_h: np.ndarray, p: TravelSpeedParams, green_ratio: np.ndarray | None
+) -> np.ndarray:
+    """Akçelik's stop rate h = (1 − λ)/(1 − y), y = q/s capped at 0.95·λ, h at most 1."""
+    lam = _green_ratio_reference(p, green_ratio)
+    y = np.minimum(np.asarray(flow_veh_h, dtype=np.float64) / p.saturation_flow_veh_h, 0.95 * lam)
+    return np.minimum(1.0, (1.0 - lam) / (1.0 - y))
 
 
 def junction_delay_sd_reference(
@@ -262,11 +274,8 @@ def junction_delay_sd_reference(
     red, f = ``signal_delay_factor``) and pays the stop-start loss S; otherwise it has none.
     Var = p·(f²r²/3 + f·r·S + S²) − p²·(f·r/2 + S)². 0 at a junction without a signal."""
     cycle = p.cycle_s if cycle_s is None else np.where(np.isnan(cycle_s), p.cycle_s, cycle_s)
-    lam: float | np.ndarray = p.green_ratio
-    if green_ratio is not None:
-        lam = np.where(np.isnan(green_ratio), p.green_ratio, green_ratio)
-    y = np.minimum(np.asarray(flow_veh_h, dtype=np.float64) / p.saturation_flow_veh_h, 0.95 * lam)
-    stops = np.minimum(1.0, (1.0 - lam) / (1.0 - y))
+    lam = _green_ratio_reference(p, green_ratio)
+    stops = _stop_rate_reference(flow_veh_h, p, green_ratio)
     wait = p.signal_delay_factor * (1.0 - lam) * cycle
     loss = p.stop_loss_factor * 0.5 * np.asarray(v_run_ms, dtype=np.float64) * (
         1.0 / p.stop_accel_ms2 + 1.0 / p.stop_decel_ms2

@@ -20,6 +20,7 @@ import pytest
 from congestion import EngineSettings, ReadingBatch
 from congestion._kernels import MAX_LANE_BIT
 from congestion.levels import RATIO_UPPER_BOUNDS
+from congestion.state import SEGMENT_SCRATCH_RECORD, aligned_records
 from roadgraph.detectors import DetectorRegistry
 from roadgraph.network import RoadNetwork, SegmentTable
 
@@ -335,6 +336,18 @@ def ref_junction_delay(rec: np.ndarray, flow_veh_h: np.ndarray, v0_kmh: np.ndarr
     return t - length / (v0_kmh / 3.6)
 
 
+def random_segment_records(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Segment scratch records with random lengths, limits, signals and timings (NaN: the
+    model's defaults), for the junction model's kernels."""
+    rec = aligned_records(n, SEGMENT_SCRATCH_RECORD)
+    rec["length_m"] = rng.uniform(30, 600, n)
+    rec["speed_limit_kmh"] = rng.choice([30.0, 50.0, 60.0, 80.0], n)
+    rec["signalised"] = rng.random(n) < 0.6
+    rec["signal_cycle_s"] = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(40, 140, n))
+    rec["green_ratio"] = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(0.15, 0.8, n))
+    return rec
+
+
 def ref_base_tti(
     rec: np.ndarray, count: np.ndarray, seconds: np.ndarray, speed: np.ndarray, model_ff: np.ndarray,
     succ: tuple[np.ndarray, np.ndarray], pred: tuple[np.ndarray, np.ndarray], ip: Any, p: Any,
@@ -400,4 +413,5 @@ def reference() -> SimpleNamespace:
         random_batch=random_batch,
         junction_delay=ref_junction_delay,
         base_tti=ref_base_tti,
+        segment_records=random_segment_records,
     )

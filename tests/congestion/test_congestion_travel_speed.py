@@ -4,6 +4,7 @@ jitted kernels against their numpy twins, and the model's properties on small en
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -350,16 +351,11 @@ def _random_csr(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _junction_inputs(
-    rng: np.random.Generator, n: int
+    rng: np.random.Generator, n: int, reference: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Random segment records, smoothed flow sums (some segments without) and model free flows:
     the junction model's inputs of ``impute_segments``."""
-    rec = aligned_records(n, SEGMENT_SCRATCH_RECORD)
-    rec["length_m"] = rng.uniform(30, 600, n)
-    rec["speed_limit_kmh"] = rng.choice([30.0, 50.0, 60.0, 80.0], n)
-    rec["signalised"] = rng.random(n) < 0.6
-    rec["signal_cycle_s"] = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(40, 140, n))
-    rec["green_ratio"] = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(0.15, 0.8, n))
+    rec = reference.segment_records(rng, n)
     count = np.where(rng.random(n) < 0.6, rng.uniform(0, 50, n), 0.0)
     seconds = np.where(count > 0, rng.uniform(60, 600, n), 0.0)
     return rec, count, seconds, rng.uniform(20, 60, n).astype(np.float32)
@@ -383,7 +379,7 @@ def test_imputation_kernel_matches_reference(
                          junction_model=float(junction_model))
     tick_ts = 3600.0 * 7 + 10.0
     model = TravelSpeedParams()
-    rec, count, seconds, model_ff = _junction_inputs(rng, n)
+    rec, count, seconds, model_ff = _junction_inputs(rng, n, reference)
     base = np.ones(n, dtype=np.float32)
     if junction_model:
         base = reference.base_tti(rec, count, seconds, speed, model_ff, succ, pred, p, model, 0.9)

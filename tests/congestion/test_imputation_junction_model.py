@@ -15,21 +15,11 @@ from congestion.travel_speed import TravelSpeedParams
 SEEDS = [0, 1, 2]
 
 
-def _records(rng: np.random.Generator, n: int) -> np.ndarray:
-    rec = aligned_records(n, SEGMENT_SCRATCH_RECORD)
-    rec["length_m"] = rng.uniform(30, 600, n)
-    rec["speed_limit_kmh"] = rng.choice([30.0, 50.0, 60.0, 80.0], n)
-    rec["signalised"] = rng.random(n) < 0.6
-    rec["signal_cycle_s"] = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(40, 140, n))
-    rec["green_ratio"] = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(0.15, 0.8, n))
-    return rec
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_model_free_flow_matches_reference(seed: int, reference) -> None:
     rng = np.random.default_rng(seed)
     n = 300
-    rec = _records(rng, n)
+    rec = reference.segment_records(rng, n)
     # A few segments only metres long (OSM junction stubs): the floor must hold there.
     rec["length_m"][:30] = rng.uniform(0.2, 8.0, 30)
     p = TravelSpeedParams()
@@ -60,7 +50,7 @@ def test_base_tti_matches_reference(seed: int, reference) -> None:
     # at each segment's own flow: every segment measured.
     rng = np.random.default_rng(seed)
     n = 300
-    rec = _records(rng, n)
+    rec = reference.segment_records(rng, n)
     p = TravelSpeedParams()
     count = np.where(rng.random(n) < 0.6, rng.uniform(0, 50, n), 0.0)
     seconds = np.where(count > 0, rng.uniform(60, 600, n), 0.0)
