@@ -38,6 +38,8 @@ spilling back, a blocked lane — is what the excess carries. At priority juncti
 is 1 and this is the plain TTI pool. A segment without a detector, which never learns its free
 flow, takes the model's zero-flow speed (actuated signals at their light-traffic timing) as its
 free flow instead of ``free_flow_fraction_of_limit`` × limit (``_kernels.model_free_flow``).
+In both, the model's speed never falls below the standing-queue speed (``stopped_speed_kmh``):
+on a stub a metre long ending at a signal the formula gives a fraction of a km/h.
 
 Nothing known → the segment stays unknown (level 0) rather than guessed smooth. Imputed
 confidence is ``confidence_factor`` × the weighted confidence of the sources (profile: 0.5), so
