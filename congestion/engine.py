@@ -73,7 +73,7 @@ from .imputation import ImputationParams
 from .index import area_indices, area_weight_totals, check_districts, lane_length_weight
 from .levels import RATIO_UPPER_BOUNDS
 from .state import DetectorState, SegmentHeld, SegmentScratch
-from .travel_speed import DEFAULT_LOOP_POSITION, TravelSpeedParams
+from .travel_speed import DEFAULT_LOOP_POSITION, MAX_GREEN_RATIO, TravelSpeedParams
 from .types import ReadingBatch, SegmentStates, TickResult
 
 #: ``EngineSettings`` fields for which 0 is allowed (it switches the feature off).
@@ -250,10 +250,13 @@ def _spot_only(
     return tuple(m), tuple(h)
 
 
-def _pass_through(network: RoadNetwork) -> np.ndarray:
+def _pass_through(network: RoadNetwork, green_ratio: np.ndarray | None = None) -> np.ndarray:
     """Per segment: its downstream junction is a plain pass-through — one way on (its own reverse
     aside), taken by nobody else. Such a junction has no conflicting stream to give way to, so
-    a signal there (e.g. an always-green light at the corner of a generated grid) costs no delay."""
+    a signal there (e.g. an always-green light at the corner of a generated grid) costs no delay.
+    Unless the signal's own plan (``green_ratio``, NaN = unknown) shows the segment a red for part
+    of the cycle (green share below ``MAX_GREEN_RATIO``): a red stops vehicles whether or not
+    anybody crosses, e.g. a grid corner whose two approaches get a green each in turn."""
     if len(network) == 0:
         return np.zeros(0, dtype=bool)
     s_ptr, s_idx = network.successors_csr(reverse=False)
@@ -262,6 +265,8 @@ def _pass_through(network: RoadNetwork) -> np.ndarray:
     one_way_on = np.flatnonzero(np.diff(s_ptr) == 1)
     out = np.zeros(len(network), dtype=bool)
     out[one_way_on] = n_pred[s_idx[s_ptr[one_way_on]]] == 1
+    if green_ratio is not None:
+        out &= ~(np.isfinite(green_ratio) & (green_ratio < MAX_GREEN_RATIO))
     return out
 
 
@@ -412,12 +417,14 @@ class CongestionEngine:
             np.float32
         )
         self._held = SegmentHeld.initial(free_flow)
+        timing = _checked_timing(signal_timing, n_segments)
         self._scratch = SegmentScratch.initial(
             self._speed_limit_kmh,
             np.asarray(segs.length_m, dtype=np.float32),
             _loop_positions(network, detectors),
-            np.asarray(segs.junction_signalised, dtype=bool) & ~_pass_through(network),
-            _checked_timing(signal_timing, n_segments),
+            np.asarray(segs.junction_signalised, dtype=bool)
+            & ~_pass_through(network, None if timing is None else timing[1]),
+            timing,
         )
         # Actuated signals are timed by demand each tick (``congestion.actuated``); only the
         # spot estimator has no junction delay to time.

@@ -56,7 +56,8 @@ Model
    segments worse, the loop's running speed already holds the slowing for the junction. A
    signal at a junction that only joins two roads end to end (one way on, taken by nobody else:
    ``engine._pass_through``, e.g. the always-green corner lights of a generated grid) has no
-   conflicting stream and costs no delay either.
+   conflicting stream and costs no delay either — unless its own plan shows the segment a red
+   (green share below ``MAX_GREEN_RATIO``, e.g. a grid corner whose approaches take turns).
 
    Plus, at a signal, the **stop-start loss**: Webster's queue has vehicles stop and start at
    once; a real stop from the running speed v costs v/(2a) braking and v/(2d) pulling away
@@ -212,6 +213,11 @@ class TravelSpeedParams:
         out[TS_STOP_DECEL_MS2] = self.stop_decel_ms2
         out[TS_QUEUE_RISE_SCALE] = 1.0 / (1.0 - self.queue_occupancy) if self.queue_occupancy < 1.0 else 0.0
         return tuple(float(x) for x in out)
+
+
+#: The largest green ratio a signal plan is read as (``roadpulse.signal_plans`` clips to it): a
+#: segment whose plan gives it at least this share never sees a red worth a delay.
+MAX_GREEN_RATIO = 0.95
 
 
 def webster_delay_reference(

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from congestion.actuated import ActuatedSignals
+from congestion.travel_speed import MAX_GREEN_RATIO
 from roadgraph.network import RoadNetwork
 
 
@@ -116,7 +117,7 @@ def sumo_signal_timing(network: RoadNetwork) -> tuple[np.ndarray, np.ndarray] | 
             shares.append(g / c)
         if shares:
             cycle[i] = c
-            green[i] = float(np.clip(np.mean(shares), 0.05, 0.95))
+            green[i] = float(np.clip(np.mean(shares), 0.05, MAX_GREEN_RATIO))
     return cycle, green
 
 

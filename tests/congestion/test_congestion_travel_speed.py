@@ -640,6 +640,12 @@ def test_reverse_left_out_and_pass_through_junctions(make_pairs_network) -> None
     # A third road into b: s0's way on is shared, so b is a real junction for s0.
     net = make_pairs_network([("a", "b"), ("b", "c"), ("b", "a"), ("c", "b"), ("d", "b")])
     assert not _pass_through(net)[0]
+    # The same corner whose signal plan shows s0 a red (green 42 s of 90; s3 always green, the
+    # others unknown): a red stops vehicles though nobody crosses, so s0's junction is no
+    # pass-through; s3's stays one.
+    net = make_pairs_network([("a", "b"), ("b", "c"), ("b", "a"), ("c", "b")])
+    green = np.array([42.0 / 90.0, np.nan, np.nan, 0.95])
+    assert _pass_through(net, green).tolist() == [False, False, False, True]
 
 
 def test_longer_cycle_and_shorter_green_mean_more_delay() -> None:
