@@ -1147,6 +1147,9 @@ def impute_segments(
         s0 = s1 = s2 = 0.0
         sq = sqw = 0.0
         linked = False  # has a neighbour: its r can be a number, its baseline read
+        # Downstream, then upstream: two copies of one loop on purpose. One loop over both sides
+        # (picking the arrays and weight per side) gives the same bits but took impute_segments
+        # from 24-26 to 26-29 ms on a 200k-segment graph with most segments unknown.
         for k in range(succ_indptr[s], succ_indptr[s + 1]):
             j = succ_indices[k]
             v = speed_kmh[j]
