@@ -416,7 +416,6 @@ class CongestionEngine:
         free_flow = (self._speed_limit_kmh.astype(np.float64) * settings.free_flow_fraction_of_limit).astype(
             np.float32
         )
-        self._held = SegmentHeld.initial(free_flow)
         timing = _checked_timing(signal_timing, n_segments)
         self._scratch = SegmentScratch.initial(
             self._speed_limit_kmh,
@@ -460,7 +459,7 @@ class CongestionEngine:
                 min(settings.free_flow_delay_share, 1.0), settings.stopped_speed_kmh, model_ff,
             )
             free_flow[no_detector] = model_ff[no_detector]
-            self._held = SegmentHeld.initial(free_flow)
+        self._held = SegmentHeld.initial(free_flow)
         # `imputed` and `closed` are all False until imputation and closures arrive: one
         # read-only array shared by every snapshot instead of a fresh one per tick.
         self._all_false = np.zeros(n_segments, dtype=bool)
