@@ -1008,7 +1008,8 @@ IP_PROFILE_WEIGHT = 3
 IP_CONFIDENCE_FACTOR = 4
 IP_TTI_POWER = 5
 IP_JUNCTION_MODEL = 6
-IP_N = 7
+IP_DEAD_END_FREE = 7
+IP_N = 8
 
 
 @njit(cache=True, nogil=True)
@@ -1076,6 +1077,15 @@ def _base_tti(
 
 
 @njit(cache=True, nogil=True)
+def _is_dead_end(s: int, succ_indptr: np.ndarray, succ_indices: np.ndarray) -> bool:
+    """Whether segment ``s`` has no successor but itself (the adjacency leaves out reverses)."""
+    for k in range(succ_indptr[s], succ_indptr[s + 1]):  # noqa: SIM110 (numba: no all() over a generator)
+        if succ_indices[k] != s:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def impute_segments(
     tick_ts: float,
     impute_params: tuple[float, ...],
@@ -1133,6 +1143,7 @@ def impute_segments(
     conf_factor = impute_params[IP_CONFIDENCE_FACTOR]
     tti_power = impute_params[IP_TTI_POWER]
     junction_model = impute_params[IP_JUNCTION_MODEL] > 0.0
+    dead_end_free = impute_params[IP_DEAD_END_FREE] > 0.0
     hour = int((tick_ts % 86400.0) // 3600.0) % profile.shape[1]
     n_unknown = 0
     # Branch-free: whether a speed is NaN is random across segments, and a mispredicted branch
@@ -1244,6 +1255,11 @@ def impute_segments(
                 sw = hop2
             else:
                 sw = 0.0
+        if dead_end_free and r == r and _is_dead_end(s, succ_indptr, succ_indices):
+            # Nothing leaves this segment but its own reverse (a dead end, or the network's
+            # edge): no queue downstream can reach it, and its upstream neighbours' congestion
+            # is held at their own junction, before it. It runs at its own uncongested model.
+            r = np.float64(1.0)
         # r is the neighbours' pooled 1 / excess (their TTI over their own ``_base_tti``): back
         # to this segment's ratio through its own baseline, at its neighbours' mean flow (without
         # the junction model, 1: the plain TTI pool). Only where there is an r to scale.

@@ -192,6 +192,7 @@ ENGINE_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "impute_confidence_factor": ("imputation", "confidence_factor"),
     "impute_tti_power": ("imputation", "tti_power"),
     "impute_junction_model": ("imputation", "junction_model"),
+    "impute_dead_end_free": ("imputation", "dead_end_free"),
 }
 
 

@@ -41,6 +41,14 @@ free flow instead of ``free_flow_fraction_of_limit`` × limit (``_kernels.model_
 In both, the model's speed never falls below the standing-queue speed (``stopped_speed_kmh``):
 on a stub a metre long ending at a signal the formula gives a fraction of a km/h.
 
+**Dead ends** (``dead_end_free`` > 0, the default). A segment whose only continuation is its
+own reverse — a cul-de-sac, or a road leaving the network's edge — takes no excess from its
+neighbours: it has no exit whose queue could spill back into it, and all it has are upstream
+neighbours, whose congestion is held at their own junction, before it. It runs at its own
+uncongested model (pooled excess 1, × 1 / its ``base_tti``), with the neighbours' confidence. On
+the West Oakland runs the upstream pool alone read the unlooped boundary roads at 2–9 km/h where
+SUMO had 40–108 (docs/accuracy.md).
+
 Nothing known → the segment stays unknown (level 0) rather than guessed smooth. Imputed
 confidence is ``confidence_factor`` × the weighted confidence of the sources (profile: 0.5), so
 an imputed state is always less trusted than the measurements it came from. Imputation never
@@ -67,6 +75,9 @@ class ImputationParams:
     #: Transfer the neighbours' excess over their own junction's modelled delay (> 0) rather than
     #: their whole travel-time index (0); see the module docstring.
     junction_model: float = 1.0
+    #: A segment whose only continuation is its own reverse (a dead end, the network's edge)
+    #: takes no excess from its neighbours (> 0) or pools them as any other (0).
+    dead_end_free: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -87,4 +98,5 @@ class ImputationParams:
         out[_kernels.IP_CONFIDENCE_FACTOR] = self.confidence_factor
         out[_kernels.IP_TTI_POWER] = self.tti_power
         out[_kernels.IP_JUNCTION_MODEL] = self.junction_model
+        out[_kernels.IP_DEAD_END_FREE] = self.dead_end_free
         return tuple(float(x) for x in out)

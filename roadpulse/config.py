@@ -164,6 +164,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
             0,
             1,
         ),
+        "impute_dead_end_free": Key(
+            (int, float),
+            1.0,
+            "imputation: a segment whose only continuation is its own reverse takes no "
+            "congestion from its neighbours (> 0) or pools them as any other (0)",
+            0,
+            1,
+        ),
     },
     "ingest": {
         "max_payload_bytes": Key(int, 4_000_000, "largest accepted MQTT payload", 256, 256_000_000),

@@ -291,7 +291,8 @@ def test_imputation_marks_and_never_overrides(chain, make_registry, make_batch) 
 def _ref_impute(speed, ff, conf, succ, pred, profile, hour, p: ImputationParams, base=None):  # type: ignore[no-untyped-def]
     """``impute_segments`` in plain numpy/Python: round 1 from measured neighbours (their ratio ×
     their ``base`` TTI), round 2 from unknown neighbours' round-1 values, back to the segment's
-    ratio ÷ its own ``base``, the profile blend, then the states."""
+    ratio ÷ its own ``base``, the profile blend, then the states. A dead end (no successor but
+    itself) with ``dead_end_free`` takes no excess: its pooled ratio is 1 before ÷ its base."""
     n = len(speed)
     base = np.ones(n) if base is None else np.asarray(base, dtype=np.float32).astype(np.float64)
     unknown = np.isnan(speed)
@@ -326,6 +327,9 @@ def _ref_impute(speed, ff, conf, succ, pred, profile, hour, p: ImputationParams,
                 c, sw = p.second_hop_weight * den2 / den, p.second_hop_weight
             else:
                 sw = 0.0
+        dead_end = all(int(j) == s for j in succ[1][succ[0][s]:succ[0][s + 1]])
+        if p.dead_end_free > 0 and dead_end and not np.isnan(r):
+            r = 1.0
         r = r / base[s]
         if profile[s, hour] != PROFILE_NONE:
             r_prof = profile[s, hour] / 200.0
@@ -361,11 +365,12 @@ def _junction_inputs(
     return rec, count, seconds, rng.uniform(20, 60, n).astype(np.float32)
 
 
+@pytest.mark.parametrize("dead_end_free", [0.0, 1.0])
 @pytest.mark.parametrize("junction_model", [False, True])
 @pytest.mark.parametrize("tti_power", [1.0, 8.0])
 @pytest.mark.parametrize("seed", SEEDS)
 def test_imputation_kernel_matches_reference(
-    seed: int, tti_power: float, junction_model: bool, reference
+    seed: int, tti_power: float, junction_model: bool, dead_end_free: float, reference
 ) -> None:
     rng = np.random.default_rng(seed)
     n = 400
@@ -376,7 +381,10 @@ def test_imputation_kernel_matches_reference(
                        rng.integers(0, 254, (n, PROFILE_BINS))).astype(np.uint8)
     succ, pred = _random_csr(rng, n), _random_csr(rng, n)
     p = ImputationParams(upstream_weight=0.6, second_hop_weight=0.4, profile_weight=0.7, tti_power=tti_power,
-                         junction_model=float(junction_model))
+                         junction_model=float(junction_model), dead_end_free=dead_end_free)
+    # Dead ends (no successor but itself) that get filled: the rule is exercised.
+    dead = np.array([all(j == s for j in succ[1][succ[0][s]:succ[0][s + 1]]) for s in range(n)])
+    assert (dead & np.isnan(speed)).sum() >= 20
     tick_ts = 3600.0 * 7 + 10.0
     model = TravelSpeedParams()
     rec, count, seconds, model_ff = _junction_inputs(rng, n, reference)
@@ -425,7 +433,8 @@ def test_imputation_kernel_second_hop_and_profile() -> None:
     scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n))
     filled = k.impute_segments(
         60.0,
-        ImputationParams(junction_model=0).as_tuple(),
+        # (s2 ends the chain: a dead end, which with ``dead_end_free`` would run free.)
+        ImputationParams(junction_model=0, dead_end_free=0).as_tuple(),
         RATIO_UPPER_BOUNDS,
         *succ,
         *pred,

@@ -139,3 +139,29 @@ def test_base_tti_of_a_stub_at_a_signal_is_bounded_by_the_speed_floor() -> None:
     assert unbounded > 10.0
     # A free flow above the floor: the baseline is at most free flow ÷ floor.
     assert k._base_tti(0.3, 1.0, 50.0, True, 120.0, 0.3, 6.0, p, 0.9, 2.0) == pytest.approx(3.0, rel=1e-6)
+
+
+def test_dead_end_takes_no_congestion_from_upstream(make_pairs_network, make_registry, make_batch) -> None:
+    # s0 (a -> b, looped) stands in a queue. s1 (b -> c, no detector) ends where nothing leaves
+    # but its own reverse s2 (c -> b): a dead end, or the network's edge. s3 (b -> e, no
+    # detector) leads on to s4 (e -> f, looped, free). s0's queue is held at b, before s1:
+    # s1 runs at its own uncongested model (level 1). Off (``dead_end_free`` = 0) it takes s0's
+    # congestion, as s3 still does (half of it: its measured exit s4 is free).
+    net = make_pairs_network([("a", "b"), ("b", "c"), ("c", "b"), ("b", "e"), ("e", "f")], length_m=200.0,
+                             signalised=False)
+    reg = make_registry([0, 4])
+    states = {}
+    for rule in (1.0, 0.0):
+        eng = CongestionEngine(net, reg, EngineSettings(), imputation=ImputationParams(dead_end_free=rule))
+        eng.add_readings(make_batch([0, 1], [60.0, 60.0], count=[1.0, 10.0], occupancy_pct=[70.0, 5.0],
+                                    speed_kmh=[3.0, 45.0]))
+        states[rule] = eng.tick(60.0).states
+    on, off = states[1.0], states[0.0]
+    assert on.level[0] == 5 and on.level[4] == 1  # the evidence, the same either way
+    assert on.imputed[1] and off.imputed[1]
+    assert on.level[1] == 1 and on.tti[1] == pytest.approx(1.0, abs=0.02)  # no signal: base TTI 1
+    assert off.level[1] >= 4
+    # The rule reads only dead ends: s3 (an exit, s4, beyond it) is pooled the same either way,
+    # and the confidence of s1 still comes from its neighbours (less than theirs).
+    assert on.speed_kmh[3] == off.speed_kmh[3] and on.level[3] > 1
+    assert 0 < on.confidence[1] < on.confidence[0]
