@@ -131,6 +131,32 @@ def test_the_other_direction_is_not_downstream(make_pairs_network, make_registry
     assert [(i.segment_id, i.start) for i in opened] == [("s1", 60.0 * 20)]
 
 
+@pytest.mark.parametrize("dead_end_measured", [False, True])
+def test_an_imputed_dead_end_is_not_evidence_of_free_exits(
+    make_pairs_network, make_registry, dead_end_measured: bool
+) -> None:
+    """s0 (a->b) fills while its looped exit s1 (b->c) empties but crawls; its other exit s2
+    (b->d) is a dead end (only its reverse s3 leaves d). Imputed, s2 runs free by imputation's
+    rule, which says nothing about s0: the exits are read from s1 alone (congested, so no
+    incident). Measured free, s2 is evidence: the exits' mean is free and s0 is an incident."""
+    network = make_pairs_network([("a", "b"), ("b", "c"), ("b", "d"), ("d", "b")])
+    loops = [0, 1, 2] if dead_end_measured else [0, 1]
+    det = IncidentDetector(network, make_registry(loops), IncidentSettings())
+    opened = []
+    for k in range(1, 40):
+        ts = 60.0 * k
+        jam = k >= 20
+        occ = [55.0 if jam else 8.0, 1.0 if jam else 8.0, 1.0 if jam else 8.0][: len(loops)]
+        speed = np.array([6.0 if jam else 45.0, 20.0 if jam else 45.0, 48.0, 45.0])
+        det.add_readings(_batch(ts, loops, [10] * len(loops), occ))
+        states = _states(ts, speed)
+        states.imputed[2] = not dead_end_measured
+        states.imputed[3] = True
+        opened += det.update(states)[0]
+    want = [("s0", 60.0 * 20)] if dead_end_measured else []
+    assert [(i.segment_id, i.start) for i in opened] == want
+
+
 def _lane_setup(make_network, make_registry) -> IncidentDetector:
     network = make_network(1, lanes=2)
     reg = make_registry([0, 0], lane=[0, 1])
