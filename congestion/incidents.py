@@ -239,8 +239,9 @@ class IncidentDetector:
         self._succ_ptr, self._succ_idx = network.successors_csr(reverse=False)
         self._pred_ptr, self._pred_idx = network.predecessors_csr(reverse=False)
         # Dead ends (nothing leaves but the reverse): imputation runs them free by rule when they
-        # have no loop (``ImputationParams.dead_end_free``), which says nothing about the segments
-        # before them; the speed test reads such an estimate as unknown.
+        # have no loop (``ImputationParams.dead_end_free``; with the rule off they copy the queue
+        # of the segments before them). Either way the estimate says nothing about those
+        # segments' exits: the speed test reads it as unknown.
         owner = np.repeat(np.arange(n), np.diff(self._succ_ptr))
         leaves = np.bincount(owner[self._succ_idx != owner], minlength=n) if n else np.zeros(0, np.int64)
         self._dead_end = leaves == 0
