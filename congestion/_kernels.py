@@ -1077,15 +1077,6 @@ def _base_tti(
 
 
 @njit(cache=True, nogil=True)
-def _is_dead_end(s: int, succ_indptr: np.ndarray, succ_indices: np.ndarray) -> bool:
-    """Whether segment ``s`` has no successor but itself (the adjacency leaves out reverses)."""
-    for k in range(succ_indptr[s], succ_indptr[s + 1]):  # noqa: SIM110 (numba: no all() over a generator)
-        if succ_indices[k] != s:
-            return False
-    return True
-
-
-@njit(cache=True, nogil=True)
 def impute_segments(
     tick_ts: float,
     impute_params: tuple[float, ...],
@@ -1103,6 +1094,7 @@ def impute_segments(
     model_params: tuple[float, ...],
     run_fraction: float,
     floor_kmh: float,
+    dead_end: np.ndarray,
     scratch_unknown: np.ndarray,
     scratch_ratio: np.ndarray,
     scratch_conf: np.ndarray,
@@ -1135,6 +1127,9 @@ def impute_segments(
     timing), the flow sums and ``model_free_flow_kmh`` are read only then (may be empty
     otherwise); ``model_params`` is the travel-speed model's, ``run_fraction`` the share of the
     limit vehicles run at (``free_flow_fraction_of_limit``).
+
+    Dead ends (``dead_end_free`` > 0; ``dead_end``, ``RoadNetwork.dead_ends``, read only then):
+    a segment with anything to pool takes an excess of 1, its own uncongested model.
     """
     w_down = impute_params[IP_DOWNSTREAM_WEIGHT]
     w_up = impute_params[IP_UPSTREAM_WEIGHT]
@@ -1255,7 +1250,7 @@ def impute_segments(
                 sw = hop2
             else:
                 sw = 0.0
-        if dead_end_free and r == r and _is_dead_end(s, succ_indptr, succ_indices):
+        if dead_end_free and r == r and dead_end[s]:
             # Nothing leaves this segment but its own reverse (a dead end, or the network's
             # edge): no queue downstream can reach it, and its upstream neighbours' congestion
             # is held at their own junction, before it. It runs at its own uncongested model.

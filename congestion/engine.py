@@ -378,6 +378,10 @@ class CongestionEngine:
             # segments, 42 % of them unknown).
             self._succ = _csr_int32(*network.successors_csr(reverse=False))
             self._pred = _csr_int32(*network.predecessors_csr(reverse=False))
+            # Read by imputation's dead-end rule only (``ImputationParams.dead_end_free``).
+            self._dead_end = (
+                network.dead_ends() if self._imputation.dead_end_free > 0 else np.zeros(0, dtype=bool)
+            )
             self._impute_scratch = (
                 np.empty(n_segments, dtype=np.int32),
                 np.empty(n_segments, dtype=np.float32),
@@ -669,7 +673,7 @@ class CongestionEngine:
                 self._pred[0], self._pred[1], held.profile, free_flow, self._scratch.records,
                 held.flow_count, held.flow_seconds, self._model_free_flow, self._model_params,
                 self._settings.free_flow_fraction_of_limit, self._settings.stopped_speed_kmh,
-                *self._impute_scratch,
+                self._dead_end, *self._impute_scratch,
                 speed, tti, level, confidence, imputed,
             )
         states = SegmentStates(

@@ -242,9 +242,7 @@ class IncidentDetector:
         # have no loop (``ImputationParams.dead_end_free``; with the rule off they copy the queue
         # of the segments before them). Either way the estimate says nothing about those
         # segments' exits: the speed test reads it as unknown.
-        owner = np.repeat(np.arange(n), np.diff(self._succ_ptr))
-        leaves = np.bincount(owner[self._succ_idx != owner], minlength=n) if n else np.zeros(0, np.int64)
-        self._dead_end = leaves == 0
+        self._dead_end = network.dead_ends()
         self._lonlat = _incident_points(network)
         h = int(settings.history_ticks)
         self._hist_occ = np.full((n, h), np.nan, dtype=np.float32)

@@ -131,6 +131,11 @@ class RoadNetwork:
         ``reverse`` as for ``successors_csr`` (read-only, shared)."""
         return self._csr("pred", reverse)
 
+    def dead_ends(self) -> np.ndarray:
+        """Per segment: nothing leaves its downstream end but its own reverse (a cul-de-sac, or a
+        road leaving the network's edge). ``dead_ends_of`` on ``successors_csr(reverse=False)``."""
+        return dead_ends_of(*self.successors_csr(reverse=False))
+
     def _csr(self, direction: str, reverse: bool) -> tuple[np.ndarray, np.ndarray]:
         key = (direction, reverse)
         if key not in self._csr_cache:
@@ -145,6 +150,13 @@ class RoadNetwork:
                 arr.setflags(write=False)
             self._csr_cache[key] = csr
         return self._csr_cache[key]
+
+
+def dead_ends_of(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Per segment of a successor adjacency (CSR), whether it has no successor but itself."""
+    n = len(indptr) - 1
+    owner = np.repeat(np.arange(n), np.diff(indptr))
+    return np.bincount(owner[indices != owner], minlength=n) == 0
 
 
 def _without_reverse(

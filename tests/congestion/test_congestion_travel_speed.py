@@ -22,7 +22,7 @@ from congestion.travel_speed import (
     upstream_queue_share_reference,
     webster_delay_reference,
 )
-from roadgraph.network import RoadNetwork
+from roadgraph.network import RoadNetwork, dead_ends_of
 
 SEEDS = [0, 1, 2]
 
@@ -385,6 +385,7 @@ def test_imputation_kernel_matches_reference(
     # Dead ends (no successor but itself) that get filled: the rule is exercised.
     dead = np.array([all(j == s for j in succ[1][succ[0][s]:succ[0][s + 1]]) for s in range(n)])
     assert (dead & np.isnan(speed)).sum() >= 20
+    np.testing.assert_array_equal(dead_ends_of(*succ), dead)  # what the kernel is given
     tick_ts = 3600.0 * 7 + 10.0
     model = TravelSpeedParams()
     rec, count, seconds, model_ff = _junction_inputs(rng, n, reference)
@@ -399,8 +400,8 @@ def test_imputation_kernel_matches_reference(
     sp, cf = speed.copy(), conf.copy()
     scratch = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n))
     filled = k.impute_segments(tick_ts, p.as_tuple(), RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, rec,
-                               count, seconds, model_ff, model.as_tuple(), 0.9, 2.0, *scratch, sp, tti, level,
-                               cf, imputed)
+                               count, seconds, model_ff, model.as_tuple(), 0.9, 2.0, dead_ends_of(*succ),
+                               *scratch, sp, tti, level, cf, imputed)
     assert filled == int(want["imputed"].sum()) and 0 < filled < int(np.isnan(speed).sum())
     np.testing.assert_array_equal(imputed, want["imputed"])
     np.testing.assert_allclose(sp, want["speed"], rtol=1e-5, equal_nan=True)
@@ -412,10 +413,11 @@ def test_imputation_kernel_matches_reference(
     np.testing.assert_allclose(tti[imputed], ff[imputed] / sp[imputed], rtol=1e-6)
 
 
-#: ``impute_segments``' junction-model inputs when it is off (``junction_model`` = 0): unread.
+#: ``impute_segments``' junction-model and dead-end inputs when both are off (``junction_model``
+#: = 0, ``dead_end_free`` = 0): unread.
 _NO_JUNCTION_MODEL = (
     aligned_records(0, SEGMENT_SCRATCH_RECORD), np.empty(0), np.empty(0), np.empty(0, dtype=np.float32),
-    TravelSpeedParams().as_tuple(), 0.9, 2.0,
+    TravelSpeedParams().as_tuple(), 0.9, 2.0, np.empty(0, dtype=bool),
 )
 
 

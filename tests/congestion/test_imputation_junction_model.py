@@ -11,6 +11,7 @@ from congestion.imputation import ImputationParams
 from congestion.levels import RATIO_UPPER_BOUNDS
 from congestion.state import PROFILE_BINS, PROFILE_NONE, SEGMENT_SCRATCH_RECORD, aligned_records
 from congestion.travel_speed import TravelSpeedParams
+from roadgraph.network import dead_ends_of
 
 SEEDS = [0, 1, 2]
 
@@ -96,7 +97,8 @@ def test_excess_transfers_across_junctions_not_the_neighbours_signal_delay() -> 
         scratch = (np.empty(2, np.int32), np.empty(2, np.float32), np.empty(2, np.float32), np.empty(2))
         ip = ImputationParams(junction_model=junction_model).as_tuple()
         k.impute_segments(60.0, ip, RATIO_UPPER_BOUNDS, *succ, *pred, profile, ff, rec, count, seconds,
-                          model_ff, p, 0.9, 2.0, *scratch, speed, tti, level, conf, imputed)
+                          model_ff, p, 0.9, 2.0, dead_ends_of(*succ), *scratch, speed, tti, level, conf,
+                          imputed)
         assert imputed.tolist() == [False, True]
         return float(tti[1]), int(level[1])
 
