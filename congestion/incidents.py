@@ -149,6 +149,13 @@ class IncidentSettings:
     #: the loop in the gap between two cars, not a starved lane, until the loop sees a vehicle
     #: pass at speed again (the engine's queue memory, ``engine.queue_speed_fraction_of_limit``).
     lane_queue_speed_fraction: float = 0.3
+    #: Lane test: the queue-at-rest reading above holds this long (seconds) after the crawl was
+    #: last seen; after it, a loop that has seen nobody pass and nothing stand over it is read
+    #: as an emptied lane again. A queue at a signal moves within a cycle; one standing still
+    #: for minutes with its neighbours flowing is a lane blocked just past its loop (a stopped
+    #: vehicle there empties the lane exactly so). The runtime sets it to the engine's own
+    #: queue-memory hold, ``engine.stale_after_s``, so both read the empty minutes alike.
+    lane_crawl_lapse_s: float = 300.0
     #: Lane test: only on a segment whose recent travel speed (the median of its history) is
     #: above this share of its free flow, GB/T 33171's boundary of moderate congestion. In a
     #: queue a lane's share of the flow is set by what discharges at the junction (a vehicle
@@ -264,6 +271,7 @@ class IncidentDetector:
         self._det_interval = np.full(nd, np.nan, dtype=np.float64)
         # Per detector: its last vehicles over the loop crawled (see lane_queue_speed_fraction).
         self._det_crawl = np.zeros(nd, dtype=bool)
+        self._det_crawl_ts = np.full(nd, -np.inf, dtype=np.float64)
         self._det_limit = np.asarray(segs.speed_limit_kmh, dtype=np.float64)[self._det_segment]
         self._pending: list[ReadingBatch] = []
         self._usable = np.ones(nd, dtype=bool)
@@ -407,6 +415,7 @@ class IncidentDetector:
         slow = speed[telling] <= self.settings.lane_queue_speed_fraction * self._det_limit[dt]
         crawl = covered[telling] | slow
         self._det_crawl[dt[last]] = crawl[last]
+        self._det_crawl_ts[dt[last]] = ts[last]
 
     def _upstream(self, s: int, hops: int) -> set[int]:
         """The segments up to ``hops`` segments before ``s`` (``s`` itself excluded)."""
@@ -439,7 +448,7 @@ class IncidentDetector:
             return np.where(c > 0, s / np.maximum(c, 1.0), np.nan)
 
     def _lane_test(
-        self, fresh: np.ndarray
+        self, fresh: np.ndarray, tick_ts: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per segment: does one lane carry far fewer vehicles than its usual share, while it is
         emptier than usual (not a standing queue)? Pools the counts of the last
@@ -504,7 +513,7 @@ class IncidentDetector:
             & ~(o > bo + cfg.lane_occ_slack_pct)
             & ~(o > cfg.lane_max_occ_pct)
             & ~(gained < cfg.lane_compensation_min * lost)
-            & ~self._det_crawl
+            & ~(self._det_crawl & (tick_ts - self._det_crawl_ts <= cfg.lane_crawl_lapse_s))
         )
         # The older share is itself learned from b_seg vehicles: the predictive count is
         # beta-binomial, whose tail is far wider than the binomial's when b_seg is small (a
@@ -583,7 +592,9 @@ class IncidentDetector:
                 & (ratio <= cfg.speed_ratio_max)
                 & ~(down_ratio < cfg.downstream_ratio_min)
             )
-        lane_test, lane_det, lane_share_before, lane_share_now, lane_began = self._lane_test(st["det_fresh"])
+        lane_test, lane_det, lane_share_before, lane_share_now, lane_began = self._lane_test(
+            st["det_fresh"], tick_ts
+        )
         # Not inside a queue (``lane_min_speed_ratio``); a segment without a recent speed keeps it.
         with np.errstate(invalid="ignore", divide="ignore"):
             lane_test &= ~(speed_base / ff <= cfg.lane_min_speed_ratio)
@@ -713,6 +724,7 @@ class IncidentDetector:
             "hist_det_count": self._hist_det_count.copy(),
             "hist_det_occ": self._hist_det_occ.copy(),
             "det_crawl": self._det_crawl.copy(),
+            "det_crawl_ts": self._det_crawl_ts.copy(),
             "quiet": self._quiet.copy(),
             "active": [_incident_dict(i) for i in self._active.values()],
             "cleared": [_incident_dict(i) for i in self._cleared],
@@ -741,6 +753,11 @@ class IncidentDetector:
             getattr(self, "_" + name)[:] = np.asarray(state[name])
         if "det_crawl" in state:  # (absent from snapshots of before this memory: none crawled)
             self._det_crawl[:] = np.asarray(state["det_crawl"], dtype=bool)
+        if "det_crawl_ts" in state:
+            self._det_crawl_ts[:] = np.asarray(state["det_crawl_ts"], dtype=np.float64)
+        else:  # a snapshot of before the lapse: the memory holds from the newest tick saved
+            newest = np.nanmax(self._hist_ts) if np.isfinite(self._hist_ts).any() else -np.inf
+            self._det_crawl_ts[:] = newest
         self._hist_pos = int(state["hist_pos"])
         self._active = {}
         for d in state["active"]:

@@ -33,7 +33,9 @@ from .config import Settings
 
 _HEALTH_KEYS = tuple(f for f in HealthSettings.__dataclass_fields__)
 _INCIDENT_KEYS = tuple(
-    f for f in IncidentSettings.__dataclass_fields__ if not f.startswith("use_") and f != "require_both"
+    f
+    for f in IncidentSettings.__dataclass_fields__
+    if not f.startswith("use_") and f not in ("require_both", "lane_crawl_lapse_s")
 )
 
 
@@ -59,6 +61,9 @@ def incident_settings(settings: Settings) -> IncidentSettings:
         use_speed_test=bool(cfg["speed_test"]),
         use_lane_test=bool(cfg["lane_test"]),
         require_both=bool(cfg["require_both"]),
+        # The lane test's queue-at-rest memory holds as long as the engine's (one reading of
+        # the same empty minutes).
+        lane_crawl_lapse_s=float(settings["engine"]["stale_after_s"]),
     )
 
 

@@ -222,16 +222,26 @@ def test_a_neighbour_lane_flagged_card_off_but_counting_still_serves(make_networ
 
 
 def _run_with_speeds(
-    make_network, make_registry, last_speed_kmh: float, settings: IncidentSettings | None = None
+    make_network,
+    make_registry,
+    last_speed_kmh: float,
+    settings: IncidentSettings | None = None,
+    restart_at: int | None = None,
 ):
     """Two lanes in a peak (9 and 6 vehicles a minute at 40 km/h) until tick 24; at tick 24 lane
     0's vehicles pass its loop at ``last_speed_kmh``; from tick 25 lane 0 counts nobody, its loop
-    uncovered, while lane 1 carries more. Returns the incidents opened."""
+    uncovered, while lane 1 carries more. Returns the incidents opened. ``restart_at``: before
+    that tick the detector's state is exported into a new detector, which carries on."""
     network = make_network(1, lanes=2)  # limit 50 km/h
-    det = IncidentDetector(network, make_registry([0, 0], lane=[0, 1]), settings or IncidentSettings())
+    registry = make_registry([0, 0], lane=[0, 1])
+    det = IncidentDetector(network, registry, settings or IncidentSettings())
     rng = np.random.default_rng(5)
     opened = []
     for k in range(1, 40):
+        if k == restart_at:
+            state = det.export_state()
+            det = IncidentDetector(network, registry, settings or IncidentSettings())
+            det.import_state(state)
         ts = 60.0 * k
         if k >= 25:
             c, v = [0.0, float(rng.poisson(14))], [math.nan, 40.0]
@@ -247,13 +257,49 @@ def _run_with_speeds(
 
 
 def test_lane_emptied_after_its_vehicles_crawled_is_a_queue_at_rest(make_network, make_registry) -> None:
-    """The lane's last vehicles crawled over the loop (5 km/h, at most 0.3 × the 50 km/h limit),
-    then nobody passes and the loop stays uncovered: a queue standing with the loop in the gap
-    between two cars (a jammed turn lane), not a lane blocked upstream of the loop. The same
-    counts after vehicles that passed at 40 km/h are a starved lane. Without the memory (a
-    fraction too small to call anything a crawl) the crawl case alarms too."""
-    assert _run_with_speeds(make_network, make_registry, 5.0) == []
+    """The lane's last vehicles crawled over the loop (5 km/h, at most 0.3 × the 50 km/h limit,
+    at tick 24, 1,440 s), then nobody passes and the loop stays uncovered: a queue standing with
+    the loop in the gap between two cars, not a lane emptied before its loop — for as long as
+    the queue memory holds (``lane_crawl_lapse_s``, 300 s). A queue that has not moved in that
+    long while the other lane flows is a lane blocked just past its loop: the incident opens
+    after the memory lapses, and starts where the lane emptied. The same counts after vehicles
+    that passed at 40 km/h are a starved lane at once. Without the memory (a fraction too small
+    to call anything a crawl) the crawl case alarms at once too; with a memory that never
+    lapses, never."""
+    last_crawl = 60.0 * 24
     moving = _run_with_speeds(make_network, make_registry, 40.0)
     assert [(i.cause, i.lane_detector) for i in moving] == [("lane", 0)]
+    assert moving[0].detected_at <= last_crawl + 180.0
+    crawled = _run_with_speeds(make_network, make_registry, 5.0)
+    assert [(i.cause, i.lane_detector) for i in crawled] == [("lane", 0)]
+    # Not before the memory lapses; some minutes after it, as the empty minutes have entered the
+    # older history the lane's usual share is learned from. The episode starts where the lane
+    # emptied.
+    assert last_crawl + 300.0 < crawled[0].detected_at <= last_crawl + 600.0
+    assert crawled[0].start == last_crawl + 60.0
+    never = IncidentSettings(lane_crawl_lapse_s=1e9)
+    assert _run_with_speeds(make_network, make_registry, 5.0, never) == []
     no_memory = IncidentSettings(lane_queue_speed_fraction=0.01)
-    assert [i.cause for i in _run_with_speeds(make_network, make_registry, 5.0, no_memory)] == ["lane"]
+    at_once = _run_with_speeds(make_network, make_registry, 5.0, no_memory)
+    assert [i.cause for i in at_once] == ["lane"] and at_once[0].detected_at == moving[0].detected_at
+
+
+def test_queue_memory_lapse_survives_a_restart(make_network, make_registry) -> None:
+    """A restart at tick 31, after the crawl memory lapsed (1,740 s) and before the incident opens
+    (its state exported and imported), opens the incident at the same tick as the run that never
+    stopped: the memory's age is part of the state, not restarted with it."""
+    straight = _run_with_speeds(make_network, make_registry, 5.0)
+    restarted = _run_with_speeds(make_network, make_registry, 5.0, restart_at=31)
+    assert [(i.start, i.detected_at) for i in restarted] == [(i.start, i.detected_at) for i in straight]
+    assert len(straight) == 1
+
+
+def test_the_runtime_holds_the_crawl_memory_as_long_as_the_engine() -> None:
+    """``roadpulse`` sets the lane test's memory to the engine's queue-memory hold, so the two
+    read the same empty minutes alike (``engine.stale_after_s``)."""
+    from roadpulse.config import load_config
+    from roadpulse.detector_watch import incident_settings
+
+    assert incident_settings(load_config(None)).lane_crawl_lapse_s == 300.0
+    held = incident_settings(load_config(None, overrides={"engine.stale_after_s": 120}))
+    assert held.lane_crawl_lapse_s == 120.0
