@@ -269,8 +269,8 @@ class IncidentDetector:
         self._det_count = np.zeros(nd, dtype=np.float64)
         self._det_occ = np.full(nd, np.nan, dtype=np.float64)
         self._det_interval = np.full(nd, np.nan, dtype=np.float64)
-        # Per detector: its last vehicles over the loop crawled (see lane_queue_speed_fraction).
-        self._det_crawl = np.zeros(nd, dtype=bool)
+        # Per detector: when its last vehicles over the loop crawled (the ts of that reading; -inf:
+        # they did not), see lane_queue_speed_fraction and lane_crawl_lapse_s.
         self._det_crawl_ts = np.full(nd, -np.inf, dtype=np.float64)
         self._det_limit = np.asarray(segs.speed_limit_kmh, dtype=np.float64)[self._det_segment]
         self._pending: list[ReadingBatch] = []
@@ -409,13 +409,12 @@ class IncidentDetector:
         ts = due.ts[telling]
         # The newest telling reading per detector (linear, no sort of the tick's readings); of
         # equal ts, fancy assignment keeps the last in arrival order.
-        newest = np.full(len(self._det_crawl), -np.inf)
+        newest = np.full(len(self._det_crawl_ts), -np.inf)
         np.maximum.at(newest, dt, ts)
         last = ts == newest[dt]
         slow = speed[telling] <= self.settings.lane_queue_speed_fraction * self._det_limit[dt]
         crawl = covered[telling] | slow
-        self._det_crawl[dt[last]] = crawl[last]
-        self._det_crawl_ts[dt[last]] = ts[last]
+        self._det_crawl_ts[dt[last]] = np.where(crawl[last], ts[last], -np.inf)
 
     def _upstream(self, s: int, hops: int) -> set[int]:
         """The segments up to ``hops`` segments before ``s`` (``s`` itself excluded)."""
@@ -513,7 +512,7 @@ class IncidentDetector:
             & ~(o > bo + cfg.lane_occ_slack_pct)
             & ~(o > cfg.lane_max_occ_pct)
             & ~(gained < cfg.lane_compensation_min * lost)
-            & ~(self._det_crawl & (tick_ts - self._det_crawl_ts <= cfg.lane_crawl_lapse_s))
+            & ~(tick_ts - self._det_crawl_ts <= cfg.lane_crawl_lapse_s)
         )
         # The older share is itself learned from b_seg vehicles: the predictive count is
         # beta-binomial, whose tail is far wider than the binomial's when b_seg is small (a
@@ -723,7 +722,6 @@ class IncidentDetector:
             "hist_ts": self._hist_ts.copy(),
             "hist_det_count": self._hist_det_count.copy(),
             "hist_det_occ": self._hist_det_occ.copy(),
-            "det_crawl": self._det_crawl.copy(),
             "det_crawl_ts": self._det_crawl_ts.copy(),
             "quiet": self._quiet.copy(),
             "active": [_incident_dict(i) for i in self._active.values()],
@@ -751,13 +749,13 @@ class IncidentDetector:
             "hist_det_occ",
         ):
             getattr(self, "_" + name)[:] = np.asarray(state[name])
-        if "det_crawl" in state:  # (absent from snapshots of before this memory: none crawled)
-            self._det_crawl[:] = np.asarray(state["det_crawl"], dtype=bool)
         if "det_crawl_ts" in state:
             self._det_crawl_ts[:] = np.asarray(state["det_crawl_ts"], dtype=np.float64)
-        else:  # a snapshot of before the lapse: the memory holds from the newest tick saved
+        elif "det_crawl" in state:  # a snapshot of before the lapse: held from its newest tick
             newest = np.nanmax(self._hist_ts) if np.isfinite(self._hist_ts).any() else -np.inf
-            self._det_crawl_ts[:] = newest
+            self._det_crawl_ts[:] = np.where(np.asarray(state["det_crawl"], dtype=bool), newest, -np.inf)
+        else:  # a snapshot of before the crawl memory: none crawled
+            self._det_crawl_ts[:] = -np.inf
         self._hist_pos = int(state["hist_pos"])
         self._active = {}
         for d in state["active"]:
