@@ -180,6 +180,15 @@ class IncidentSettings:
             value = getattr(self, f.name)
             if isinstance(value, bool):
                 continue
+            if f.name == "lane_crawl_lapse_s":
+                # From [engine] stale_after_s, which may be 0 (then the memory holds no longer
+                # than the tick of the crawl itself).
+                if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                    raise ValueError(
+                        f"[engine] stale_after_s (the lane test's crawl memory) = {value!r}: "
+                        "expected a finite number >= 0"
+                    )
+                continue
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"[incidents] {f.name} = {value!r}: expected a finite number > 0")
         for name in (

@@ -303,3 +303,8 @@ def test_the_runtime_holds_the_crawl_memory_as_long_as_the_engine() -> None:
     assert incident_settings(load_config(None)).lane_crawl_lapse_s == 300.0
     held = incident_settings(load_config(None, overrides={"engine.stale_after_s": 120}))
     assert held.lane_crawl_lapse_s == 120.0
+    # The schema allows stale_after_s = 0: the memory then holds no longer than the crawl's tick.
+    none = incident_settings(load_config(None, overrides={"engine.stale_after_s": 0}))
+    assert none.lane_crawl_lapse_s == 0.0
+    with pytest.raises(ValueError, match="stale_after_s"):
+        IncidentSettings(lane_crawl_lapse_s=-1.0)
