@@ -232,6 +232,7 @@ class _TickLoop:
         c = self.pipeline.counters
         c.output_dropped = self.sink.dropped_total
         c.source_reconnects = self.source.reconnects
+        c.source_messages = self.source.messages_received
         c.ingest_early_flushes = self.source.early_flushes
         c.skewed_readings = self.pipeline.parser.skewed_readings
 

@@ -47,6 +47,9 @@ class PipelineCounters:
     ingest_early_flushes: int = 0
     output_dropped: int = 0
     source_reconnects: int = 0
+    #: MQTT messages the reading source has read, good or bad: with ``accepted`` and the
+    #: refusals it tells whether a reading missing downstream ever reached the engine.
+    source_messages: int = 0
     skewed_readings: int = 0
     snapshots_written: int = 0
 

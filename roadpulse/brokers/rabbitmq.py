@@ -18,6 +18,7 @@ brings the node back on the same ports and data directory, as a crashed broker r
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -170,6 +171,31 @@ class RabbitMqProcess(BrokerProcess):
                 continue
             self._fixed_port = True  # restarts come back on these ports, with this node name
             return self
+
+    def queue_states(self, timeout_s: float = 30.0) -> list[dict[str, object]]:
+        """The node's queues as ``rabbitmqctl list_queues`` tells them (name, ready and
+        unacknowledged messages, consumers): where readings wait when a test misses some.
+
+        Raises :class:`RabbitMqError` if the node is not running or the tool fails.
+        """
+        if not self.running or self._node is None:
+            raise RabbitMqError("the RabbitMQ node is not running")
+        ctl = Path(self.binary).with_name("rabbitmqctl")
+        fields = ["name", "messages_ready", "messages_unacknowledged", "consumers"]
+        try:
+            done = subprocess.run(
+                [str(ctl), "-n", self._node, "-q", "list_queues", *fields, "--formatter", "json"],
+                env=self._environment(),
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RabbitMqError(f"{ctl} list_queues: {exc}") from exc
+        if done.returncode != 0:
+            raise RabbitMqError(f"{ctl} list_queues exited with {done.returncode}: {done.stderr.strip()}")
+        states: list[dict[str, object]] = json.loads(done.stdout or "[]")
+        return states
 
     # -- internals --------------------------------------------------------------------------
 

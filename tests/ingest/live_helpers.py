@@ -181,6 +181,12 @@ class OutageRun:
     accepted: int
     rejected: dict[str, int]
     at_outage: dict[str, int] = field(default_factory=dict)
+    #: MQTT messages the engine's source read, its reconnects and the statuses it went
+    #: through, and what ``broker_state`` returned at the end: where missing readings stopped.
+    source_messages: int = 0
+    source_reconnects: int = 0
+    statuses: list[str] = field(default_factory=list)
+    broker_state: object = None
 
 
 def stream_through_outage(
@@ -190,12 +196,14 @@ def stream_through_outage(
     *,
     connect_timeout_s: float = 15,
     block_engine: tuple[int, float] | None = None,
+    broker_state: Callable[[], object] | None = None,
 ) -> OutageRun:
     """Publish ``OUTAGE_READINGS`` readings at QoS 1 from a persistent session, counting PUBACKs,
     with ``outage()`` halfway; then wait until the publisher has every PUBACK and the engine has
     accepted as many readings. ``block_engine = (lead, seconds)`` blocks the engine's loop for
     ``seconds`` ``lead`` readings before the outage (so that the broker holds readings it
-    acknowledged but did not deliver when the outage comes)."""
+    acknowledged but did not deliver when the outage comes). ``broker_state()``, if given, is
+    asked once the waiting is over (e.g. the queues of the engine's session) and reported."""
     network, detectors = grid_with_detectors(OUTAGE_DETECTORS)
     settings = settings_for(port, tick_s=1, **{"ingest.lateness_s": OUTAGE_LATENESS_S})
     prefix = settings["mqtt"]["prefix"]
@@ -253,9 +261,27 @@ def stream_through_outage(
                 break
             time.sleep(0.1)
         time.sleep(1.0)  # late duplicates, if any, arrive now and must be refused
+        state = _ask(broker_state) if broker_state is not None else None
     finally:
         publisher.loop_stop()
         publisher.disconnect()
         pipeline = engine.stop()
     counters = pipeline.counters
-    return OutageRun(n_acked, counters.accepted, dict(counters.rejected_by_code), at_outage)
+    return OutageRun(
+        n_acked,
+        counters.accepted,
+        dict(counters.rejected_by_code),
+        at_outage,
+        source_messages=counters.source_messages,
+        source_reconnects=counters.source_reconnects,
+        statuses=list(engine.statuses),
+        broker_state=state,
+    )
+
+
+def _ask(probe: Callable[[], object]) -> object:
+    """A diagnostic's answer, or why there is none: a failing probe must not hide the result."""
+    try:
+        return probe()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"

@@ -70,13 +70,16 @@ def test_killed_rabbitmq_loses_no_acknowledged_reading_and_counts_each_once(
         kill_and_restart,
         connect_timeout_s=60,
         block_engine=(PAUSE_BEFORE_KILL, ENGINE_PAUSE_S),
+        broker_state=rabbitmq.queue_states,
     )
     at_kill = run.at_outage
     print(
         f"killed RabbitMQ: at the kill {at_kill['acked']} acknowledged, {at_kill['accepted']} accepted "
         f"({at_kill['acked'] - at_kill['accepted']} acknowledged, not yet accepted: in the broker's queue); "
         f"in the end {run.acked} acknowledged, {run.accepted} accepted, "
-        f"{N_READINGS - run.accepted} lost, rejected {run.rejected}"
+        f"{N_READINGS - run.accepted} lost, rejected {run.rejected}; the engine's source read "
+        f"{run.source_messages} messages over {run.source_reconnects} reconnect(s); "
+        f"the broker's queues at the end: {run.broker_state}"
     )
     # The kill hit the window that Mosquitto cannot cover: acknowledged, not yet delivered.
     assert at_kill["acked"] > at_kill["accepted"], at_kill
