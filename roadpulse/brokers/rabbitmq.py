@@ -178,24 +178,46 @@ class RabbitMqProcess(BrokerProcess):
 
         Raises :class:`RabbitMqError` if the node is not running or the tool fails.
         """
+        fields = ["name", "messages_ready", "messages_unacknowledged", "consumers"]
+        out = self._ctl(["list_queues", *fields, "--formatter", "json"], timeout_s)
+        states: list[dict[str, object]] = json.loads(out or "[]")
+        return states
+
+    def routing_counters(self, timeout_s: float = 30.0) -> dict[str, int]:
+        """Messages the node has routed to at least one queue (``routed``) and dropped because
+        no queue was bound (``unroutable_dropped``) since it last started, over all publishers
+        (an engine's sink included): RabbitMQ's global counters for AMQP 0-9-1, which its MQTT
+        plugin publishes through. Raises :class:`RabbitMqError` like :meth:`queue_states`."""
+        expr = (
+            "M = maps:get([{protocol, amqp091}], rabbit_global_counters:overview()), "
+            'io:format("~b ~b~n", [maps:get(messages_routed_total, M), '
+            "maps:get(messages_unroutable_dropped_total, M)])."
+        )
+        first = self._ctl(["eval", expr], timeout_s).split()
+        try:
+            routed, dropped = int(first[0]), int(first[1])
+        except (IndexError, ValueError) as exc:
+            raise RabbitMqError(f"rabbitmqctl eval gave no counters: {first!r}") from exc
+        return {"routed": routed, "unroutable_dropped": dropped}
+
+    def _ctl(self, args: list[str], timeout_s: float) -> str:
+        """Run ``rabbitmqctl`` against this node; its standard output."""
         if not self.running or self._node is None:
             raise RabbitMqError("the RabbitMQ node is not running")
         ctl = Path(self.binary).with_name("rabbitmqctl")
-        fields = ["name", "messages_ready", "messages_unacknowledged", "consumers"]
         try:
             done = subprocess.run(
-                [str(ctl), "-n", self._node, "-q", "list_queues", *fields, "--formatter", "json"],
+                [str(ctl), "-n", self._node, "-q", *args],
                 env=self._environment(),
                 capture_output=True,
                 text=True,
                 timeout=timeout_s,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RabbitMqError(f"{ctl} list_queues: {exc}") from exc
+            raise RabbitMqError(f"{ctl} {args[0]}: {exc}") from exc
         if done.returncode != 0:
-            raise RabbitMqError(f"{ctl} list_queues exited with {done.returncode}: {done.stderr.strip()}")
-        states: list[dict[str, object]] = json.loads(done.stdout or "[]")
-        return states
+            raise RabbitMqError(f"{ctl} {args[0]} exited with {done.returncode}: {done.stderr.strip()}")
+        return done.stdout
 
     # -- internals --------------------------------------------------------------------------
 
