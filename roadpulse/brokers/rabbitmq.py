@@ -172,6 +172,8 @@ class RabbitMqProcess(BrokerProcess):
             self._fixed_port = True  # restarts come back on these ports, with this node name
             return self
 
+    # -- diagnostics ------------------------------------------------------------------------
+
     def queue_states(self, timeout_s: float = 30.0) -> list[dict[str, object]]:
         """The node's queues as ``rabbitmqctl list_queues`` tells them (name, ready and
         unacknowledged messages, consumers): where readings wait when a test misses some.
@@ -200,6 +202,8 @@ class RabbitMqProcess(BrokerProcess):
             raise RabbitMqError(f"rabbitmqctl eval gave no counters: {first!r}") from exc
         return {"routed": routed, "unroutable_dropped": dropped}
 
+    # -- internals --------------------------------------------------------------------------
+
     def _ctl(self, args: list[str], timeout_s: float) -> str:
         """Run ``rabbitmqctl`` against this node; its standard output."""
         if not self.running or self._node is None:
@@ -218,8 +222,6 @@ class RabbitMqProcess(BrokerProcess):
         if done.returncode != 0:
             raise RabbitMqError(f"{ctl} {args[0]} exited with {done.returncode}: {done.stderr.strip()}")
         return done.stdout
-
-    # -- internals --------------------------------------------------------------------------
 
     def _pick_ports(self) -> None:
         """Free ports for MQTT (unless given), AMQP and Erlang distribution; names the node."""

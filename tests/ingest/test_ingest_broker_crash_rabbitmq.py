@@ -18,7 +18,7 @@ then always lands with readings the broker had acknowledged but not yet delivere
 readings a broker that acknowledges before it saves would lose. The test checks that there were
 some and reports how many.
 
-RabbitMQ itself does not always keep its word: now and then (CI once; 5 of 137 runs beside
+RabbitMQ itself does not always keep its word: now and then (CI once; 6 of 167 runs beside
 ``dd oflag=dsync`` writers) the restarted node routes nothing to the recovered session queue
 until the engine subscribes again, and acknowledges every reading published meanwhile as
 unroutable -- dropped. The test tells the two apart: a reading still with the broker, or a
